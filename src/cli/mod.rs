@@ -1,0 +1,75 @@
+//! Command-line interface: subcommand definitions and dispatch. Each subcommand lives in its
+//! own file and talks to the library through typed structs; errors are `anyhow` here only.
+
+mod convert;
+mod example;
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nephrod",
+    version,
+    about = "Offline kidney-cancer CT appliance"
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug). Logs go to stderr and never contain patient data.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the studies and series of a DICOM folder: phase, geometry, warnings, skipped files.
+    Inspect {
+        /// Folder scanned recursively.
+        dir: PathBuf,
+        /// Machine-readable JSON on stdout (schema in README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one NIfTI (.nii.gz, HU as float32) per assembled series.
+    Convert {
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a small generated multi-phase CT study (DICOM) to try the other commands on.
+    Example {
+        #[arg(long)]
+        out: PathBuf,
+        /// Slices per series.
+        #[arg(long, default_value_t = 40)]
+        slices: usize,
+    },
+}
+
+/// Installs the tracing subscriber (stderr; `NEPHROD_LOG` overrides the level).
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEPHROD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Inspect { dir, json } => inspect::run(&dir, json),
+        Command::Convert { dir, out } => convert::run(&dir, &out),
+        Command::Example { out, slices } => example::run(&out, slices),
+    }
+}

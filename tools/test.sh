@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command (README): prepares the pinned pydicom oracle and the public DICOM corpus in
+# .cache/ (a Python venv, downloaded once), then runs fmt, clippy and every cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache=$PWD/.cache
+if [ ! -x "$cache/venv/bin/python" ]; then
+  python3 -m venv "$cache/venv"
+fi
+"$cache/venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tools/oracle/requirements-pydicom.txt
+PATH="$cache/venv/bin:$PATH" bash tools/oracle/fetch_corpus.sh "$cache/corpus"
+"$cache/venv/bin/python" tools/oracle/pydicom_hu.py "$cache/corpus/files" "$cache/oracle"
+export NEPHROD_CORPUS="$cache/corpus/files" NEPHROD_ORACLE="$cache/oracle"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked
