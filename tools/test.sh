@@ -14,3 +14,10 @@ export NEPHROD_CORPUS="$cache/corpus/files" NEPHROD_ORACLE="$cache/oracle"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+# nibabel reads nephrod's NIfTI output with the geometry nephrod reports (end to end).
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cargo run --locked -q -- example --out "$work/example" --slices 12
+cargo run --locked -q -- inspect --json "$work/example" > "$work/inspect.json"
+cargo run --locked -q -- convert "$work/example" --out "$work/nifti" > /dev/null
+"$cache/venv/bin/python" tools/oracle/check_nifti_nibabel.py "$work/inspect.json" "$work/nifti"

@@ -1,6 +1,7 @@
 //! Command-line interface: subcommand definitions and dispatch. Each subcommand lives in its
 //! own file and talks to the library through typed structs; errors are `anyhow` here only.
 
+mod bench;
 mod convert;
 mod example;
 mod inspect;
@@ -40,6 +41,11 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Benchmarks, side by side with the reference implementation.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Write a small generated multi-phase CT study (DICOM) to try the other commands on.
     Example {
         #[arg(long)]
@@ -47,6 +53,20 @@ pub enum Command {
         /// Slices per series.
         #[arg(long, default_value_t = 40)]
         slices: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// DICOM ingest (scan, sort, decode, rescale) of a generated 512×512×N series vs pydicom.
+    Ingest {
+        #[arg(long, default_value_t = 300)]
+        slices: usize,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Python with pydicom (default: .cache/venv/bin/python, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
     },
 }
 
@@ -71,5 +91,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect { dir, json } => inspect::run(&dir, json),
         Command::Convert { dir, out } => convert::run(&dir, &out),
         Command::Example { out, slices } => example::run(&out, slices),
+        Command::Bench {
+            what:
+                BenchCommand::Ingest {
+                    slices,
+                    repeats,
+                    python,
+                },
+        } => bench::run_ingest(slices, repeats, python),
     }
 }

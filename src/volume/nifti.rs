@@ -5,7 +5,8 @@
 //!   nibabel (which prefers the sform) and ITK/SimpleITK (which prefer the qform) read the same
 //!   geometry. A direction with a flip (det < 0) is stored in the qform with `qfac = -1`.
 //! * On read the sform is used when `sform_code > 0`, else the qform when `qform_code > 0`
-//!   (nibabel's order), else NIfTI "method 1" (pixdim scaling only, identity direction).
+//!   (nibabel's order), else nibabel's fallback: `diag(-pixdim1, pixdim2, pixdim3)` centred on
+//!   the volume (the Analyze convention).
 //! * `scl_slope`/`scl_inter` are applied on read when the slope is non-zero and finite.
 //! * Only 3-D images are accepted (a 4th dimension of length 1 is allowed); the voxel array's
 //!   first axis is `i`, matching [`crate::volume`].
@@ -505,13 +506,17 @@ fn parse(path: &Path, b: &[u8]) -> Result<NiftiImage, NiftiError> {
             pixdim,
         )
     } else {
+        // nibabel's base affine (Analyze convention): x flipped, centred on the volume.
         let mut m = [[0.0; 4]; 4];
         for a in 0..3 {
-            m[a][a] = if pixdim[a + 1] > 0.0 {
-                pixdim[a + 1]
+            let z = if pixdim[a + 1].abs() > 0.0 {
+                pixdim[a + 1].abs()
             } else {
                 1.0
             };
+            let s = if a == 0 { -z } else { z };
+            m[a][a] = s;
+            m[a][3] = -s * (dims[a] as f64 - 1.0) / 2.0;
         }
         m[3][3] = 1.0;
         m
