@@ -2,6 +2,9 @@
 //! from them (tests/data/nifti/, made by tools/oracle/nifti_golden.py). Covers sform, qform-only
 //! with a flip (qfac = −1) and scl_slope/scl_inter, and the no-transform fallback.
 
+// Matrix code reads best with index loops.
+#![allow(clippy::needless_range_loop)]
+
 use std::path::Path;
 
 use nephrod::volume::nifti;

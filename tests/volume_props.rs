@@ -2,6 +2,9 @@
 //! trips (.nii and .nii.gz, proper and improper rotations), and axis permutations/flips that
 //! describe the same world-space volume.
 
+// Matrix code reads best with index loops.
+#![allow(clippy::needless_range_loop)]
+
 use nephrod::volume::{nifti, resample, Geometry, Interpolation, Volume};
 use proptest::prelude::*;
 
