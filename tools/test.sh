@@ -13,11 +13,14 @@ PATH="$cache/venv/bin:$PATH" bash tools/oracle/fetch_corpus.sh "$cache/corpus"
 export NEPHROD_CORPUS="$cache/corpus/files" NEPHROD_ORACLE="$cache/oracle"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
-# nibabel reads nephrod's NIfTI output with the geometry nephrod reports (end to end).
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+cargo test --locked --all-targets 2>&1 | tee "$work/cargo-test.log"
+# nibabel reads nephrod's NIfTI output with the geometry nephrod reports (end to end).
 cargo run --locked -q -- example --out "$work/example" --slices 12
 cargo run --locked -q -- inspect --json "$work/example" > "$work/inspect.json"
 cargo run --locked -q -- convert "$work/example" --out "$work/nifti" > /dev/null
 "$cache/venv/bin/python" tools/oracle/check_nifti_nibabel.py "$work/inspect.json" "$work/nifti"
+# One closing line over every cargo test binary, plus the nibabel check above (1 more test).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p + 1, f }' "$work/cargo-test.log"
