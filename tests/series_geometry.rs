@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use nephrod::dicom::ingest::ingest;
-use nephrod::dicom::writer::{uid_from_seed, write_series, FileOrder, SeriesSpec};
+use nephrod::dicom::writer::{
+    uid_from_seed, write_series, FileOrder, PixelEncoding, SeriesLayout, SeriesSpec,
+};
 use nephrod::volume::{Geometry, Volume};
 
 fn spec(tag: &str, order: FileOrder) -> SeriesSpec {
@@ -23,6 +25,8 @@ fn spec(tag: &str, order: FileOrder) -> SeriesSpec {
         file_order: order,
         scramble_instance_numbers: true,
         first_instance: 0,
+        pixel_encoding: PixelEncoding::Native,
+        layout: SeriesLayout::SingleFrame,
     }
 }
 

@@ -10,7 +10,7 @@ fi
 "$cache/venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tools/oracle/requirements-pydicom.txt
 PATH="$cache/venv/bin:$PATH" bash tools/oracle/fetch_corpus.sh "$cache/corpus"
 "$cache/venv/bin/python" tools/oracle/pydicom_hu.py "$cache/corpus/files" "$cache/oracle"
-export NEPHROD_CORPUS="$cache/corpus/files" NEPHROD_ORACLE="$cache/oracle"
+export NEPHROD_CORPUS="$cache/corpus/files" NEPHROD_ORACLE="$cache/oracle" NEPHROD_PYTHON="$cache/venv/bin/python"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 work=$(mktemp -d)

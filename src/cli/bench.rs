@@ -33,6 +33,8 @@ pub fn run_ingest(
         file_order: FileOrder::Shuffled(1),
         scramble_instance_numbers: true,
         first_instance: 0,
+        pixel_encoding: Default::default(),
+        layout: Default::default(),
     };
     write_series(&dir, &vol, &spec).context("writing the bench series")?;
     drop(vol);

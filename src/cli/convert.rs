@@ -23,7 +23,7 @@ pub fn run(dir: &Path, out: &Path) -> anyhow::Result<ExitCode> {
                 refused += 1;
                 eprintln!(
                     "series {} not converted: {}",
-                    se.series_uid,
+                    uid_hash(&se.series_uid),
                     se.refusal.as_deref().unwrap_or("refused")
                 );
                 continue;

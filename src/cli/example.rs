@@ -54,6 +54,8 @@ pub fn run(out: &Path, slices: usize) -> anyhow::Result<ExitCode> {
             file_order: order,
             scramble_instance_numbers: true,
             first_instance: 0,
+            pixel_encoding: Default::default(),
+            layout: Default::default(),
         };
         let dir = out.join(format!("series{}", n + 1));
         write_series(&dir, &vol, &spec).with_context(|| format!("writing {}", dir.display()))?;

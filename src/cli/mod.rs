@@ -2,9 +2,12 @@
 //! own file and talks to the library through typed structs; errors are `anyhow` here only.
 
 mod bench;
+mod bench_phantom;
 mod convert;
+mod demo;
 mod example;
 mod inspect;
+mod phantom;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +49,43 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// The main job on the embedded default data: generate a synthetic 4-phase study into a
+    /// spool folder, run the pipeline as far as it exists, print where the result is.
+    Demo {
+        /// Output folder (default: a new folder under the system temporary directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Generate synthetic multi-phase renal CT studies with ground truth (truth.json).
+    Phantom {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        cases: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = crate::phantom::output::OutputFormat::Dicom)]
+        format: crate::phantom::output::OutputFormat,
+        #[arg(long, value_enum, default_value_t = crate::phantom::acquisition::StudySize::Small)]
+        size: crate::phantom::acquisition::StudySize,
+        /// Also draw feet-first, prone and slightly oblique image orientations.
+        #[arg(long)]
+        orientation_variants: bool,
+        /// Always acquire all four phases (default: 2–4 drawn per case).
+        #[arg(long)]
+        all_phases: bool,
+        /// Write some series' files in shuffled order.
+        #[arg(long)]
+        shuffle_files: bool,
+        /// DICOM pixel-data compression.
+        #[arg(long, value_enum, default_value_t = crate::phantom::output::Compression::None)]
+        compression: crate::phantom::output::Compression,
+        /// DICOM single-frame files or Enhanced CT multi-frame.
+        #[arg(long, value_enum, default_value_t = crate::phantom::output::Frames::Single)]
+        frames: crate::phantom::output::Frames,
+    },
     /// Write a small generated multi-phase CT study (DICOM) to try the other commands on.
     Example {
         #[arg(long)]
@@ -67,6 +107,14 @@ pub enum BenchCommand {
         /// Python with pydicom (default: .cache/venv/bin/python, else python3).
         #[arg(long)]
         python: Option<PathBuf>,
+    },
+    /// Phantom generation time per study (one thread and all threads).
+    Phantom {
+        #[arg(long, default_value_t = 3)]
+        cases: usize,
+        /// Also time full-size (512²) studies.
+        #[arg(long)]
+        full: bool,
     },
 }
 
@@ -91,6 +139,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect { dir, json } => inspect::run(&dir, json),
         Command::Convert { dir, out } => convert::run(&dir, &out),
         Command::Example { out, slices } => example::run(&out, slices),
+        Command::Demo { out, seed } => demo::run(out.as_deref(), seed),
+        Command::Phantom {
+            out,
+            cases,
+            seed,
+            format,
+            size,
+            orientation_variants,
+            all_phases,
+            shuffle_files,
+            compression,
+            frames,
+        } => phantom::run(
+            &out,
+            &phantom::PhantomArgs {
+                cases,
+                seed,
+                format,
+                size,
+                orientation_variants,
+                all_phases,
+                dicom: crate::phantom::output::DicomOptions {
+                    shuffle_files,
+                    compression,
+                    frames,
+                },
+            },
+        ),
         Command::Bench {
             what:
                 BenchCommand::Ingest {
@@ -99,5 +175,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     python,
                 },
         } => bench::run_ingest(slices, repeats, python),
+        Command::Bench {
+            what: BenchCommand::Phantom { cases, full },
+        } => bench_phantom::run(cases, full),
     }
 }

@@ -252,9 +252,16 @@ pub fn read_header(
         .into_iter()
         .map(|s| s.to_ascii_uppercase())
         .collect();
+    // Enhanced CT has no AcquisitionTime: fall back to the time of day of AcquisitionDateTime.
     let acquisition_time_s = attrs::text(obj, tags::ACQUISITION_TIME)
         .as_deref()
-        .and_then(attrs::parse_tm);
+        .and_then(attrs::parse_tm)
+        .or_else(|| {
+            attrs::text(obj, tags::ACQUISITION_DATE_TIME)
+                .as_deref()
+                .and_then(attrs::parse_dt)
+                .map(|s| s.rem_euclid(86400.0))
+        });
     let acquisition_datetime_s = attrs::text(obj, tags::ACQUISITION_DATE_TIME)
         .as_deref()
         .and_then(attrs::parse_dt)

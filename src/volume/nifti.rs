@@ -118,7 +118,7 @@ pub fn write<T: NiftiScalar>(path: &Path, vol: &Volume<T>) -> Result<(), NiftiEr
     }
     let file = File::create(path).map_err(io)?;
     if is_gz(path) {
-        let mut enc = GzEncoder::new(BufWriter::new(file), Compression::new(6));
+        let mut enc = GzEncoder::new(BufWriter::new(file), Compression::fast());
         enc.write_all(&bytes).map_err(io)?;
         enc.finish().map_err(io)?.flush().map_err(io)?;
     } else {
