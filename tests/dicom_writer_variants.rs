@@ -114,6 +114,7 @@ fn spec(
         file_order: FileOrder::Shuffled(5),
         scramble_instance_numbers: true,
         first_instance: 0,
+        patient: Default::default(),
         pixel_encoding: encoding,
         layout,
     }

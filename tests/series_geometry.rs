@@ -25,6 +25,7 @@ fn spec(tag: &str, order: FileOrder) -> SeriesSpec {
         file_order: order,
         scramble_instance_numbers: true,
         first_instance: 0,
+        patient: Default::default(),
         pixel_encoding: PixelEncoding::Native,
         layout: SeriesLayout::SingleFrame,
     }

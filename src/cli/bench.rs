@@ -33,6 +33,7 @@ pub fn run_ingest(
         file_order: FileOrder::Shuffled(1),
         scramble_instance_numbers: true,
         first_instance: 0,
+        patient: Default::default(),
         pixel_encoding: Default::default(),
         layout: Default::default(),
     };

@@ -54,6 +54,7 @@ pub fn run(out: &Path, slices: usize) -> anyhow::Result<ExitCode> {
             file_order: order,
             scramble_instance_numbers: true,
             first_instance: 0,
+            patient: Default::default(),
             pixel_encoding: Default::default(),
             layout: Default::default(),
         };

@@ -105,9 +105,36 @@ impl SeriesLayout {
         [SeriesLayout::SingleFrame, SeriesLayout::EnhancedMultiFrame];
 }
 
+/// Patient and study identity written into every file of a series (synthetic data only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientStudy {
+    pub patient_name: String,
+    pub patient_id: String,
+    /// Empty: not written.
+    pub study_description: String,
+    /// Empty: written empty (type 2).
+    pub accession_number: String,
+    /// StudyTime (TM); `None`: the series' acquisition time.
+    pub study_time: Option<String>,
+}
+
+impl Default for PatientStudy {
+    fn default() -> Self {
+        Self {
+            patient_name: "PHANTOM^SYNTHETIC".to_string(),
+            patient_id: "PHANTOM".to_string(),
+            study_description: String::new(),
+            accession_number: String::new(),
+            study_time: None,
+        }
+    }
+}
+
 /// Series-level attributes.
 #[derive(Debug, Clone)]
 pub struct SeriesSpec {
+    /// Patient and study identity. Default: one anonymous phantom patient.
+    pub patient: PatientStudy,
     pub study_uid: String,
     pub series_uid: String,
     pub series_number: i32,
@@ -315,8 +342,31 @@ fn put_common(obj: &mut InMemDicomObject, spec: &SeriesSpec, sop_class: &str, so
     put_str(obj, tags::MODALITY, VR::CS, "CT");
     put_str(obj, tags::MANUFACTURER, VR::LO, "nephrod synthetic");
     put_str(obj, tags::SERIES_DESCRIPTION, VR::LO, &spec.description);
-    put_str(obj, tags::PATIENT_NAME, VR::PN, "PHANTOM^SYNTHETIC");
-    put_str(obj, tags::PATIENT_ID, VR::LO, "PHANTOM");
+    put_str(obj, tags::PATIENT_NAME, VR::PN, &spec.patient.patient_name);
+    put_str(obj, tags::PATIENT_ID, VR::LO, &spec.patient.patient_id);
+    if !spec.patient.study_description.is_empty() {
+        put_str(
+            obj,
+            tags::STUDY_DESCRIPTION,
+            VR::LO,
+            &spec.patient.study_description,
+        );
+    }
+    put_str(
+        obj,
+        tags::ACCESSION_NUMBER,
+        VR::SH,
+        &spec.patient.accession_number,
+    );
+    put_str(
+        obj,
+        tags::STUDY_TIME,
+        VR::TM,
+        spec.patient
+            .study_time
+            .as_deref()
+            .unwrap_or(&spec.acquisition_time),
+    );
     if let Some(agent) = &spec.contrast_agent {
         put_str(obj, tags::CONTRAST_BOLUS_AGENT, VR::LO, agent);
     }
@@ -590,10 +640,8 @@ fn write_multi_frame(
     put_empty(&mut obj, tags::PATIENT_BIRTH_DATE, VR::DA);
     put_empty(&mut obj, tags::PATIENT_SEX, VR::CS);
     put_empty(&mut obj, tags::REFERRING_PHYSICIAN_NAME, VR::PN);
-    put_empty(&mut obj, tags::ACCESSION_NUMBER, VR::SH);
     put_empty(&mut obj, tags::STUDY_ID, VR::SH);
     put_empty(&mut obj, tags::POSITION_REFERENCE_INDICATOR, VR::LO);
-    put_str(&mut obj, tags::STUDY_TIME, VR::TM, &spec.acquisition_time);
     // Enhanced General Equipment.
     put_str(&mut obj, tags::MANUFACTURER_MODEL_NAME, VR::LO, "nephrod");
     put_str(&mut obj, tags::DEVICE_SERIAL_NUMBER, VR::LO, "0");

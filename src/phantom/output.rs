@@ -19,7 +19,9 @@ use serde::Serialize;
 use super::rng::Rng;
 use super::truth::Truth;
 use super::{GeneratedCase, PhantomError};
-use crate::dicom::writer::{write_series, FileOrder, PixelEncoding, SeriesLayout, SeriesSpec};
+use crate::dicom::writer::{
+    write_series, FileOrder, PatientStudy, PixelEncoding, SeriesLayout, SeriesSpec,
+};
 use crate::volume::nifti;
 
 /// Output format of `nephrod phantom`.
@@ -130,6 +132,21 @@ pub fn write_case(
             let labels_dir = case_dir.join("labels");
             create_dir(&labels_dir)?;
             let mut rng = Rng::new(case.truth.case_seed).fork("dicom output");
+            let patient = PatientStudy {
+                patient_name: format!("PHANTOM^{}", case.case_id.to_uppercase()),
+                patient_id: format!("NPH{:012}", case.truth.case_seed % 1_000_000_000_000),
+                study_description: [
+                    "CT ABDOMEN RENAL MASS PROTOCOL",
+                    "CT KIDNEYS MULTIPHASE",
+                    "CT UROGRAM",
+                    "ABDOMEN^RENAL",
+                ][rng.below(4)]
+                .to_string(),
+                accession_number: format!("A{:08}", case.truth.case_seed % 100_000_000),
+                study_time: truth.phases.first().map(|p| p.acquisition_time.clone()),
+            };
+            // Scanners differ in their rescale intercept (same across one study).
+            let intercept = if rng.chance(0.3) { -1000.0 } else { -1024.0 };
             for (n, r) in case.phases.iter().enumerate() {
                 let pt = &mut truth.phases[n];
                 let label_path = labels_dir.join(format!("{}.nii.gz", r.phase.as_str()));
@@ -155,6 +172,7 @@ pub fn write_case(
                     FileOrder::Ascending
                 };
                 let spec = SeriesSpec {
+                    patient: patient.clone(),
                     study_uid: truth.study_uid.clone(),
                     series_uid: pt.series_uid.clone(),
                     series_number: pt.series_number,
@@ -165,7 +183,7 @@ pub fn write_case(
                     acquisition_time: pt.acquisition_time.clone(),
                     acquisition_date: case.acquisition.study_date.clone(),
                     rescale_slope: 1.0,
-                    rescale_intercept: -1024.0,
+                    rescale_intercept: intercept,
                     file_order,
                     scramble_instance_numbers: false,
                     first_instance: 0,

@@ -8,8 +8,8 @@
 #    (nnunetv2==2.8.1 + torch; separate from .cache/venv, which CI uses). The CPU-only torch wheel
 #    is used when the PyTorch CPU index answers, otherwise the pinned PyPI wheel (CUDA build,
 #    ~6.3 GB, runs fine on the CPU). Re-installs only when the requirements file changes.
-# 2. Builds nephrod (cargo build --release --offline) and writes a phantom dataset as
-#    $nnUNet_raw/Dataset501_NephrodPhantom in a temporary folder.
+# 2. Builds nephrod from the current work tree (cargo build --release --offline) and writes a
+#    phantom dataset as $nnUNet_raw/Dataset501_NephrodPhantom in a temporary folder.
 # 3. Runs nnUNetv2_plan_and_preprocess -d 501 -c 3d_fullres --verify_dataset_integrity; fails on
 #    any nnU-Net error and also on its "mismatch" warnings (affine/origin/direction between image
 #    and label), which nnU-Net itself only prints.
@@ -18,6 +18,8 @@
 # Environment (all optional):
 #   CASES=6 SEED=1            phantom cases (each phase becomes one nnU-Net training case) and seed
 #   PHANTOM_ARGS=""           extra arguments for `nephrod phantom` (e.g. "--all-phases")
+#   DATASET_DIR=DIR           verify a copy of an existing nnU-Net raw dataset folder instead of
+#                             generating one (skips the nephrod build; CASES/SEED unused)
 #   NNUNET_WORK=DIR           keep nnUNet_raw/_preprocessed/_results under DIR (default: a temp
 #                             folder, deleted on exit)
 #   TORCH_SOURCE=auto|cpu|pypi  where torch comes from (default auto: CPU index if reachable)
@@ -56,6 +58,10 @@ PY
 fi
 stamp=$venv/.nephrod-requirements.sha256
 want="$(sha256sum "$req" | cut -d' ' -f1) torch=$torch_source"
+if [ -f "$stamp" ] && [ "$(cut -d' ' -f2 "$stamp")" != "torch=$torch_source" ]; then
+  step "torch source changed ($(cut -d' ' -f2 "$stamp") -> torch=$torch_source): recreating $venv"
+  rm -rf "$venv" && python3 -m venv "$venv"
+fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   step "installing $req (torch from: $torch_source)"
   pipi() { "$py" -m pip install --quiet --disable-pip-version-check "$@"; }
@@ -82,10 +88,6 @@ print(f"   nnunetv2 {md.version('nnunetv2')}, torch {torch.__version__} "
 PY
 
 # ---------------------------------------------------------------- 2. phantom dataset
-step "building nephrod"
-cargo build --release --offline --quiet
-nephrod=$root/target/release/nephrod
-
 if [ -n "${NNUNET_WORK:-}" ]; then
   work=$NNUNET_WORK
   rm -rf "$work/nnUNet_raw/$dataset_name" "$work/nnUNet_preprocessed/$dataset_name"
@@ -102,10 +104,20 @@ export nnUNet_compile=f
 mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed" "$nnUNet_results"
 raw=$nnUNet_raw/$dataset_name
 
-step "nephrod phantom --cases $cases --seed $seed --format nnunet ${PHANTOM_ARGS:-} -> $raw"
-# shellcheck disable=SC2086
-"$nephrod" phantom --out "$raw" --cases "$cases" --seed "$seed" --format nnunet ${PHANTOM_ARGS:-} \
-  >"$work/phantom.log" 2>&1 || { cat "$work/phantom.log" >&2; die "nephrod phantom failed"; }
+if [ -n "${DATASET_DIR:-}" ]; then
+  step "copying $DATASET_DIR -> $raw"
+  [ -f "$DATASET_DIR/dataset.json" ] || die "$DATASET_DIR has no dataset.json"
+  cp -r "$DATASET_DIR" "$raw"
+else
+  step "building nephrod"
+  cargo build --release --offline --quiet
+  nephrod=$root/target/release/nephrod
+  echo "   $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' + uncommitted changes in src/')"
+  step "nephrod phantom --cases $cases --seed $seed --format nnunet ${PHANTOM_ARGS:-} -> $raw"
+  # shellcheck disable=SC2086
+  "$nephrod" phantom --out "$raw" --cases "$cases" --seed "$seed" --format nnunet ${PHANTOM_ARGS:-} \
+    >"$work/phantom.log" 2>&1 || { cat "$work/phantom.log" >&2; die "nephrod phantom failed"; }
+fi
 n_images=$(find "$raw/imagesTr" -name '*_0000.nii.gz' | wc -l)
 n_labels=$(find "$raw/labelsTr" -name '*.nii.gz' | wc -l)
 echo "   $n_images images, $n_labels labels"
@@ -119,8 +131,10 @@ set +e
 rc=$?
 set -e
 if [ $rc -ne 0 ]; then
-  echo "---- last 60 lines of $log" >&2
-  tail -n 60 "$log" >&2
+  echo "---- nnU-Net errors/warnings" >&2
+  grep -A8 -E '^(Error|Warning): ' "$log" >&2 || true
+  echo "---- last 25 lines of the nnU-Net log" >&2
+  tail -n 25 "$log" >&2
   die "nnUNetv2_plan_and_preprocess exited $rc (dataset integrity or planning failed; see above)"
 fi
 if grep -q -E '^(Error|Warning): ' "$log"; then

@@ -109,7 +109,7 @@ pub fn draw(rng: &mut Rng, opts: &AnatomyOptions) -> Anatomy {
         if single && side != lone_side {
             continue;
         }
-        kidneys.push(draw_kidney(rng, side, spine_y, single));
+        kidneys.push(draw_kidney(rng, side, spine_y, single, &aorta, &ivc));
     }
     let bowel = draw_bowel(rng, inner_rx, inner_ry, spine_y);
     let mut anatomy = Anatomy {
@@ -141,7 +141,14 @@ pub fn draw(rng: &mut Rng, opts: &AnatomyOptions) -> Anatomy {
     anatomy
 }
 
-fn draw_kidney(rng: &mut Rng, side: Side, spine_y: f64, hypertrophic: bool) -> Kidney {
+fn draw_kidney(
+    rng: &mut Rng,
+    side: Side,
+    spine_y: f64,
+    hypertrophic: bool,
+    aorta: &Capsule,
+    ivc: &Column,
+) -> Kidney {
     let s = side.sign();
     let grow = if hypertrophic { 1.12 } else { 1.0 };
     let semi = [
@@ -203,12 +210,13 @@ fn draw_kidney(rng: &mut Rng, side: Side, spine_y: f64, hypertrophic: bool) -> K
     let hilum_out = to_world([0.0, -1.25 * b, 0.0]);
     let artery = Capsule {
         a: to_world([0.05 * a, -0.6 * b, 0.15 * c]),
-        b: [s * 14.0, spine_y - 40.0, centre[2] + 12.0],
+        // Renal arteries arise from the aorta, renal veins drain into the IVC.
+        b: [aorta.a[0], aorta.a[1], centre[2] + 12.0],
         radius_mm: rng.range(2.5, 3.5),
     };
     let vein = Capsule {
         a: to_world([-0.05 * a, -0.6 * b, -0.15 * c]),
-        b: [s * 10.0 - 12.0, spine_y - 34.0, centre[2] + 4.0],
+        b: [ivc.cx, ivc.cy, centre[2] + 4.0],
         radius_mm: rng.range(3.5, 5.0),
     };
     let ureter = Capsule {
@@ -315,88 +323,30 @@ fn draw_bowel(rng: &mut Rng, inner_rx: f64, inner_ry: f64, spine_y: f64) -> Vec<
 fn draw_lesion(rng: &mut Rng, anatomy: &Anatomy, opts: &AnatomyOptions) -> Option<Lesion> {
     let kidney = &anatomy.kidneys[rng.below(anatomy.kidneys.len())];
     let class = CLASSES[rng.weighted(&opts.class_weights)];
-    let max_d: f64 = if class == LesionClass::Cyst {
-        60.0
-    } else {
-        80.0
-    };
-    let diameter = if rng.chance(opts.tiny_lesion_probability) {
+    let mut diameter = if rng.chance(opts.tiny_lesion_probability) {
         rng.range(3.0, 5.0)
+    } else if class == LesionClass::Cyst {
+        rng.log_range(5.0, 60.0)
     } else {
-        rng.log_range(5.0, max_d)
+        rng.log_range(8.0, 80.0)
     };
-    let r = diameter / 2.0;
-    let semi = [
-        r * rng.range(0.9, 1.12),
-        r * rng.range(0.9, 1.12),
-        r * rng.range(0.88, 1.05),
+    let aspect = [
+        rng.range(0.9, 1.12),
+        rng.range(0.9, 1.12),
+        rng.range(0.88, 1.05),
     ];
-    let rmax = semi.iter().cloned().fold(0.0, f64::max);
-    let [a, b, c] = kidney.envelope.semi_axes_mm;
-    // Position along the long axis by pole, angle away from the hilum.
-    let u = match rng.below(3) {
-        0 => rng.range(0.4, 0.75),
-        1 => rng.range(-0.25, 0.25),
-        _ => rng.range(-0.75, -0.4),
-    } * a;
-    let alpha = rng.range(-2.0, 2.0);
-    let k = (1.0 - (u / a).powi(2)).max(0.05).sqrt();
-    let surface = [u, k * b * alpha.cos(), k * c * alpha.sin()];
-    let normal = {
-        let n = [u / (a * a), surface[1] / (b * b), surface[2] / (c * c)];
-        let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-        scale(n, 1.0 / len)
-    };
-    let thin = b.min(c);
-    let endophytic = rmax < 0.45 * thin && rng.chance(0.45);
-    let offset = if endophytic {
-        -(rmax + rng.range(1.0, (0.9 * thin - 2.0 * rmax).max(1.5)))
-    } else {
-        rmax * rng.range(-0.5, 0.6)
-    };
-    let local_centre = add(surface, scale(normal, offset));
-    let centre = add(
-        kidney.envelope.centre,
-        mul_mv(&kidney.envelope.rotation, local_centre),
-    );
-    let shape = Ellipsoid::new(
-        centre,
-        semi,
-        rotation_xyz(
-            rng.range(-3.2, 3.2),
-            rng.range(-1.6, 1.6),
-            rng.range(-3.2, 3.2),
-        ),
-    );
-    // Keep lesions apart, inside the body wall and clear of the spine.
-    for other in &anatomy.lesions {
-        let d = sub(other.shape.centre, centre);
-        let dist = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
-        let other_r = other.shape.semi_axes_mm.iter().cloned().fold(0.0, f64::max);
-        if dist < rmax + other_r + 3.0 {
+    // Try placements at this size; where the anatomy cannot host it, shrink (keeps the class
+    // mix, and biases size only as far as the anatomy forces).
+    let shape = loop {
+        let semi = aspect.map(|f| f * diameter / 2.0);
+        if let Some(shape) = (0..40).find_map(|_| place_lesion(rng, anatomy, kidney, semi)) {
+            break shape;
+        }
+        diameter *= 0.85;
+        if diameter < 3.0 {
             return None;
         }
-    }
-    let bb = shape.aabb();
-    let (rx, ry) = anatomy.body_extent(centre[2]);
-    let wall_x = rx - anatomy.subcutaneous_fat_mm - 12.0;
-    let wall_y = ry - anatomy.subcutaneous_fat_mm - 12.0;
-    if bb
-        .corners()
-        .iter()
-        .any(|p| (p[0] / wall_x).powi(2) + (p[1] / wall_y).powi(2) > 1.0)
-    {
-        return None;
-    }
-    // Stay lateral to the spine on the kidney's own side.
-    let medial_x = if kidney.side == Side::Left {
-        bb.min[0]
-    } else {
-        -bb.max[0]
     };
-    if medial_x < 28.0 {
-        return None;
-    }
     let interior = match class {
         LesionClass::Ccrcc => LesionInterior::ClearCell {
             necrosis_radius: if diameter > 25.0 {
@@ -452,4 +402,100 @@ fn draw_lesion(rng: &mut Rng, anatomy: &Anatomy, opts: &AnatomyOptions) -> Optio
         septum_normals,
         texture_key: rng.next_u64(),
     })
+}
+
+/// One placement attempt of an ellipsoid with `semi` axes on `kidney`: a point on the kidney
+/// surface away from the hilum at a random pole, pushed inwards (endophytic, when small enough)
+/// or straddling the surface (exophytic); `None` when it would overlap another lesion, cross
+/// the body wall, reach the spine or touch the aorta or IVC.
+fn place_lesion(
+    rng: &mut Rng,
+    anatomy: &Anatomy,
+    kidney: &Kidney,
+    semi: Vec3,
+) -> Option<Ellipsoid> {
+    let rmax = semi.iter().cloned().fold(0.0, f64::max);
+    let rmin = semi.iter().cloned().fold(f64::INFINITY, f64::min);
+    let [a, b, c] = kidney.envelope.semi_axes_mm;
+    let u = match rng.below(3) {
+        0 => rng.range(0.4, 0.75),
+        1 => rng.range(-0.25, 0.25),
+        _ => rng.range(-0.75, -0.4),
+    } * a;
+    let alpha = rng.range(-2.0, 2.0);
+    let k = (1.0 - (u / a).powi(2)).max(0.05).sqrt();
+    let surface = [u, k * b * alpha.cos(), k * c * alpha.sin()];
+    let normal = {
+        let n = [u / (a * a), surface[1] / (b * b), surface[2] / (c * c)];
+        let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+        scale(n, 1.0 / len)
+    };
+    let thin = b.min(c);
+    let endophytic = rmax < 0.45 * thin && rng.chance(0.45);
+    let offset = if endophytic {
+        -(rmax + rng.range(1.0, (0.9 * thin - 2.0 * rmax).max(1.5)))
+    } else {
+        rmax * rng.range(-0.5, 0.6)
+    };
+    let local_centre = add(surface, scale(normal, offset));
+    let centre = add(
+        kidney.envelope.centre,
+        mul_mv(&kidney.envelope.rotation, local_centre),
+    );
+    let shape = Ellipsoid::new(
+        centre,
+        semi,
+        rotation_xyz(
+            rng.range(-3.2, 3.2),
+            rng.range(-1.6, 1.6),
+            rng.range(-3.2, 3.2),
+        ),
+    );
+    for other in &anatomy.lesions {
+        let d = sub(other.shape.centre, centre);
+        let dist = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+        let other_r = other.shape.semi_axes_mm.iter().cloned().fold(0.0, f64::max);
+        if dist < rmax + other_r + 3.0 {
+            return None;
+        }
+    }
+    let bb = shape.aabb();
+    let (rx, ry) = anatomy.body_extent(centre[2]);
+    let wall_x = rx - anatomy.subcutaneous_fat_mm - 12.0;
+    let wall_y = ry - anatomy.subcutaneous_fat_mm - 12.0;
+    if bb
+        .corners()
+        .iter()
+        .any(|p| (p[0] / wall_x).powi(2) + (p[1] / wall_y).powi(2) > 1.0)
+    {
+        return None;
+    }
+    // Lateral to the vertebral body on the kidney's own side.
+    let medial_x = if kidney.side == Side::Left {
+        bb.min[0]
+    } else {
+        -bb.max[0]
+    };
+    if medial_x < 24.0 {
+        return None;
+    }
+    // Clear of the great vessels: their axis at the lesion's height stays outside the lesion
+    // inflated by the vessel radius + 2 mm.
+    let vessels = [
+        (
+            [anatomy.aorta.a[0], anatomy.aorta.a[1]],
+            anatomy.aorta.radius_mm,
+        ),
+        (
+            [anatomy.ivc.cx, anatomy.ivc.cy],
+            anatomy.ivc.rx.max(anatomy.ivc.ry),
+        ),
+    ];
+    for (xy, r) in vessels {
+        let grown = shape.scaled(1.0 + (r + 2.0) / rmin);
+        if grown.contains([xy[0], xy[1], centre[2]]) {
+            return None;
+        }
+    }
+    Some(shape)
 }

@@ -405,18 +405,22 @@ impl Anatomy {
                 }
             }
         }
-        // Ribs: slanted elliptic rings (higher posteriorly), posterior-lateral arcs.
+        // Ribs: bands along an ellipse inside the body wall that descend ~40 mm per radian
+        // from the costovertebral joint (|θ| ≈ 0.45 rad from the posterior midline) towards
+        // the anterior-lateral wall (|θ| ≈ 2 rad); one axial slice therefore cuts each rib
+        // over a short arc, as on real CT.
         let s = self.body_scale(p[2]);
         let (rx, ry) = (
             self.body_rx * s - self.subcutaneous_fat_mm - 14.0,
             self.body_ry * s - self.subcutaneous_fat_mm - 14.0,
         );
-        if p[1] > -0.4 * ry {
+        let theta = p[0].atan2(p[1]).abs();
+        if (0.45..2.0).contains(&theta) {
             let ring = ((p[0] / rx).powi(2) + (p[1] / ry).powi(2)).sqrt();
             let radial_mm = (ring - 1.0) * rx.min(ry);
             if radial_mm.abs() < 4.0 {
                 for z in &self.rib_levels {
-                    let zc = z + 0.25 * p[1];
+                    let zc = z - 40.0 * (theta - 0.45);
                     if (p[2] - zc).abs() < 5.0 {
                         return Some(Tissue::CorticalBone);
                     }
