@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod dicom;
+pub mod engine;
 pub mod phantom;
 pub mod privacy;
 pub mod volume;

@@ -1,0 +1,124 @@
+//! The `Backend` trait: the ops a network and the registration run, on host tensors.
+//!
+//! Every backend takes and returns host [`Tensor`]s (a device backend uploads and downloads
+//! inside the call for now; device-resident execution comes with the segmentation graph).
+//! An op a backend cannot run returns [`EngineError::Unsupported`] — never a silent fallback.
+
+use super::ops::{Activation, Conv3d, ConvTranspose3d};
+use super::reference::{self, Interp};
+use super::tensor::Tensor;
+use super::EngineError;
+
+/// Operations every backend provides (semantics: [`reference`]).
+pub trait Backend: Send + Sync {
+    /// Short name for logs ("cpu", "cuda").
+    fn name(&self) -> &'static str;
+    fn conv3d(&self, x: &Tensor, conv: &Conv3d) -> Result<Tensor, EngineError>;
+    fn conv_transpose3d(&self, x: &Tensor, conv: &ConvTranspose3d) -> Result<Tensor, EngineError>;
+    fn instance_norm_act(
+        &self,
+        x: &Tensor,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+        act: Activation,
+    ) -> Result<Tensor, EngineError>;
+    fn concat_channels(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError>;
+    fn softmax_channels(&self, x: &Tensor) -> Result<Tensor, EngineError>;
+    fn sigmoid(&self, x: &Tensor) -> Result<Tensor, EngineError>;
+    fn argmax_channels(&self, x: &Tensor) -> Result<Vec<u32>, EngineError>;
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError>;
+    fn scale(&self, a: &Tensor, s: f32) -> Result<Tensor, EngineError>;
+    fn accumulate_patch(
+        &self,
+        acc: &mut Tensor,
+        weight_sum: &mut [f32],
+        patch: &Tensor,
+        gaussian: &[f32],
+        offset: [usize; 3],
+    ) -> Result<(), EngineError>;
+    fn resample_affine(
+        &self,
+        x: &Tensor,
+        theta: &[[f64; 4]; 3],
+        out_dhw: [usize; 3],
+        interp: Interp,
+    ) -> Result<Tensor, EngineError>;
+    fn resample_affine_grad(
+        &self,
+        x: &Tensor,
+        theta: &[[f64; 4]; 3],
+        upstream: &Tensor,
+    ) -> Result<[[f64; 4]; 3], EngineError>;
+}
+
+/// The CPU backend. Ops without an optimised CPU kernel yet run the reference.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuBackend;
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn conv3d(&self, x: &Tensor, conv: &Conv3d) -> Result<Tensor, EngineError> {
+        reference::conv3d(x, conv)
+    }
+    fn conv_transpose3d(&self, x: &Tensor, conv: &ConvTranspose3d) -> Result<Tensor, EngineError> {
+        reference::conv_transpose3d(x, conv)
+    }
+    fn instance_norm_act(
+        &self,
+        x: &Tensor,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+        act: Activation,
+    ) -> Result<Tensor, EngineError> {
+        reference::instance_norm_act(x, gamma, beta, eps, act)
+    }
+    fn concat_channels(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
+        reference::concat_channels(a, b)
+    }
+    fn softmax_channels(&self, x: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(reference::softmax_channels(x))
+    }
+    fn sigmoid(&self, x: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(reference::sigmoid(x))
+    }
+    fn argmax_channels(&self, x: &Tensor) -> Result<Vec<u32>, EngineError> {
+        Ok(reference::argmax_channels(x))
+    }
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
+        reference::add(a, b)
+    }
+    fn scale(&self, a: &Tensor, s: f32) -> Result<Tensor, EngineError> {
+        Ok(reference::scale(a, s))
+    }
+    fn accumulate_patch(
+        &self,
+        acc: &mut Tensor,
+        weight_sum: &mut [f32],
+        patch: &Tensor,
+        gaussian: &[f32],
+        offset: [usize; 3],
+    ) -> Result<(), EngineError> {
+        reference::accumulate_patch(acc, weight_sum, patch, gaussian, offset)
+    }
+    fn resample_affine(
+        &self,
+        x: &Tensor,
+        theta: &[[f64; 4]; 3],
+        out_dhw: [usize; 3],
+        interp: Interp,
+    ) -> Result<Tensor, EngineError> {
+        Ok(reference::resample_affine(x, theta, out_dhw, interp))
+    }
+    fn resample_affine_grad(
+        &self,
+        x: &Tensor,
+        theta: &[[f64; 4]; 3],
+        upstream: &Tensor,
+    ) -> Result<[[f64; 4]; 3], EngineError> {
+        reference::resample_affine_grad(x, theta, upstream)
+    }
+}
