@@ -19,6 +19,7 @@ pub mod backend;
 pub mod ops;
 pub mod reference;
 pub mod tensor;
+pub mod weights;
 
 pub use backend::{Backend, CpuBackend};
 pub use ops::{Activation, Conv3d, ConvTranspose3d};
