@@ -4,6 +4,7 @@
 //! inside the call for now; device-resident execution comes with the segmentation graph).
 //! An op a backend cannot run returns [`EngineError::Unsupported`] — never a silent fallback.
 
+use super::cpu_pointwise;
 use super::ops::{Activation, Conv3d, ConvTranspose3d};
 use super::reference::{self, Interp};
 use super::tensor::Tensor;
@@ -74,25 +75,25 @@ impl Backend for CpuBackend {
         eps: f32,
         act: Activation,
     ) -> Result<Tensor, EngineError> {
-        reference::instance_norm_act(x, gamma, beta, eps, act)
+        cpu_pointwise::instance_norm_act(x, gamma, beta, eps, act)
     }
     fn concat_channels(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
         reference::concat_channels(a, b)
     }
     fn softmax_channels(&self, x: &Tensor) -> Result<Tensor, EngineError> {
-        Ok(reference::softmax_channels(x))
+        Ok(cpu_pointwise::softmax_channels(x))
     }
     fn sigmoid(&self, x: &Tensor) -> Result<Tensor, EngineError> {
-        Ok(reference::sigmoid(x))
+        Ok(cpu_pointwise::sigmoid(x))
     }
     fn argmax_channels(&self, x: &Tensor) -> Result<Vec<u32>, EngineError> {
-        Ok(reference::argmax_channels(x))
+        Ok(cpu_pointwise::argmax_channels(x))
     }
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
-        reference::add(a, b)
+        cpu_pointwise::add(a, b)
     }
     fn scale(&self, a: &Tensor, s: f32) -> Result<Tensor, EngineError> {
-        Ok(reference::scale(a, s))
+        Ok(cpu_pointwise::scale(a, s))
     }
     fn accumulate_patch(
         &self,
@@ -102,7 +103,7 @@ impl Backend for CpuBackend {
         gaussian: &[f32],
         offset: [usize; 3],
     ) -> Result<(), EngineError> {
-        reference::accumulate_patch(acc, weight_sum, patch, gaussian, offset)
+        cpu_pointwise::accumulate_patch(acc, weight_sum, patch, gaussian, offset)
     }
     fn resample_affine(
         &self,
@@ -111,7 +112,7 @@ impl Backend for CpuBackend {
         out_dhw: [usize; 3],
         interp: Interp,
     ) -> Result<Tensor, EngineError> {
-        Ok(reference::resample_affine(x, theta, out_dhw, interp))
+        Ok(cpu_pointwise::resample_affine(x, theta, out_dhw, interp))
     }
     fn resample_affine_grad(
         &self,
@@ -119,6 +120,6 @@ impl Backend for CpuBackend {
         theta: &[[f64; 4]; 3],
         upstream: &Tensor,
     ) -> Result<[[f64; 4]; 3], EngineError> {
-        reference::resample_affine_grad(x, theta, upstream)
+        cpu_pointwise::resample_affine_grad(x, theta, upstream)
     }
 }

@@ -16,6 +16,7 @@
 //! production work.
 
 pub mod backend;
+pub mod cpu_pointwise;
 pub mod ops;
 pub mod reference;
 pub mod tensor;
