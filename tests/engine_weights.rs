@@ -183,7 +183,7 @@ fn malformed_headers_are_named() {
     let p = dir.path().join("m.safetensors");
     let write = |header: &str, data: usize| {
         let mut h = header.as_bytes().to_vec();
-        while h.len() % 8 != 0 {
+        while !h.len().is_multiple_of(8) {
             h.push(b' ');
         }
         let mut b = (h.len() as u64).to_le_bytes().to_vec();

@@ -11,6 +11,11 @@ fi
 PATH="$cache/venv/bin:$PATH" bash tools/oracle/fetch_corpus.sh "$cache/corpus"
 "$cache/venv/bin/python" tools/oracle/pydicom_hu.py "$cache/corpus/files" "$cache/oracle"
 export NEPHROD_CORPUS="$cache/corpus/files" NEPHROD_ORACLE="$cache/oracle" NEPHROD_PYTHON="$cache/venv/bin/python"
+# CUDA kernels without a GPU: pinned NVRTC + ptxas wheels (tests/kernels_compile.rs).
+"$cache/venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tools/cuda/requirements-cuda.txt
+export NEPHROD_CUDA_CHECK="$PWD/tools/cuda/check_kernels.py"
+NEPHROD_NVRTC_LIBRARY=$("$cache/venv/bin/python" -c 'import nvidia.cuda_nvrtc as m; print(list(m.__path__)[0] + "/lib/libnvrtc.so.12")')
+export NEPHROD_NVRTC_LIBRARY
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 work=$(mktemp -d)

@@ -17,12 +17,14 @@
 
 pub mod backend;
 pub mod cpu_pointwise;
+pub mod cuda;
 pub mod ops;
 pub mod reference;
 pub mod tensor;
 pub mod weights;
 
 pub use backend::{Backend, CpuBackend};
+pub use cuda::select_backend;
 pub use ops::{Activation, Conv3d, ConvTranspose3d};
 pub use reference::Interp;
 pub use tensor::Tensor;
@@ -38,6 +40,12 @@ pub enum EngineError {
     },
     #[error("tensor data length {got} does not match shape {shape:?}")]
     DataLength { shape: [usize; 5], got: usize },
+    #[error("{op}: {backend} device failure: {message}")]
+    Device {
+        op: &'static str,
+        backend: &'static str,
+        message: String,
+    },
     #[error("{op}: not supported by the {backend} backend: {why}")]
     Unsupported {
         op: &'static str,
@@ -53,6 +61,7 @@ impl EngineError {
             EngineError::Shape { .. } => "shape",
             EngineError::DataLength { .. } => "data_length",
             EngineError::Unsupported { .. } => "unsupported",
+            EngineError::Device { .. } => "device",
         }
     }
 }

@@ -115,8 +115,15 @@ impl ConvTranspose3d {
         }
         let mut out = [x[0], w[1], 0, 0, 0];
         for a in 0..3 {
+            if x[2 + a] == 0 || self.stride[a] == 0 {
+                return Err(shape_err(
+                    "conv_transpose3d",
+                    "empty input axis or zero stride",
+                    &[x, w],
+                ));
+            }
             let full = (x[2 + a] - 1) * self.stride[a] + w[2 + a];
-            if self.stride[a] == 0 || full < 2 * self.padding[a] + 1 || x[2 + a] == 0 {
+            if full < 2 * self.padding[a] + 1 {
                 return Err(shape_err(
                     "conv_transpose3d",
                     "bad stride, padding or empty input",

@@ -11,6 +11,11 @@
 //!   `[0, size−1]` contributes 0 (so values fade to 0 within one voxel outside the volume);
 //! * nearest: the voxel at `p` rounded half-to-even per axis (PyTorch's `nearbyint`); outside
 //!   → 0.
+//!
+//! One exception: on an input axis of size 1, `grid_sample` cannot normalise (size − 1 = 0) and
+//! always samples index 0; here `p` stays a plain index on every axis, so off-centre points fade
+//! (trilinear) or vanish (nearest) as on any other axis. nephrod never resamples single-slice
+//! volumes with this op.
 
 use super::ops::{Activation, Conv3d, ConvTranspose3d};
 use super::tensor::Tensor;
