@@ -2,6 +2,7 @@
 //! own file and talks to the library through typed structs; errors are `anyhow` here only.
 
 mod bench;
+mod bench_ops;
 mod bench_phantom;
 mod convert;
 mod demo;
@@ -116,6 +117,30 @@ pub enum BenchCommand {
         #[arg(long)]
         full: bool,
     },
+    /// conv3d / conv_transpose3d of the CPU backend at nnU-Net shapes: ms and GFLOP/s.
+    Ops {
+        /// One JSON object per row: {"op","shape","threads","ms","gflops", …}.
+        #[arg(long)]
+        json: bool,
+        /// Worker threads (default: all available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Smaller spatial sizes (128³ → 32³, 64³ → 32³; ups up to 16³ input) for a quick run.
+        #[arg(long)]
+        quick: bool,
+        /// Minimum timed runs per row (median reported; fast rows run up to ~1 s).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Instruction set: avx512, avx2, neon, scalar (default: best available).
+        #[arg(long)]
+        isa: Option<String>,
+        /// Register tiling: spatial or channel (default: chosen per layer).
+        #[arg(long)]
+        tiling: Option<String>,
+        /// Only rows whose "op shape" text contains this.
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 /// Installs the tracing subscriber (stderr; `NEPHROD_LOG` overrides the level).
@@ -178,5 +203,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             what: BenchCommand::Phantom { cases, full },
         } => bench_phantom::run(cases, full),
+        Command::Bench {
+            what:
+                BenchCommand::Ops {
+                    json,
+                    threads,
+                    quick,
+                    repeats,
+                    isa,
+                    tiling,
+                    only,
+                },
+        } => bench_ops::run(&bench_ops::OpsArgs {
+            json,
+            threads,
+            quick,
+            repeats,
+            isa,
+            tiling,
+            only,
+        }),
     }
 }

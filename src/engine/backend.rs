@@ -62,10 +62,10 @@ impl Backend for CpuBackend {
         "cpu"
     }
     fn conv3d(&self, x: &Tensor, conv: &Conv3d) -> Result<Tensor, EngineError> {
-        reference::conv3d(x, conv)
+        super::cpu::conv3d(x, conv)
     }
     fn conv_transpose3d(&self, x: &Tensor, conv: &ConvTranspose3d) -> Result<Tensor, EngineError> {
-        reference::conv_transpose3d(x, conv)
+        super::cpu::conv_transpose3d(x, conv)
     }
     fn instance_norm_act(
         &self,

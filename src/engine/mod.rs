@@ -16,6 +16,7 @@
 //! production work.
 
 pub mod backend;
+pub mod cpu;
 pub mod cpu_pointwise;
 pub mod cuda;
 pub mod ops;
