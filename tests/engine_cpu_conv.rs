@@ -474,3 +474,19 @@ fn isa_names_round_trip() {
     assert_eq!(Isa::from_name("sse9"), None);
     assert!(Isa::detect().is_available());
 }
+
+/// The parity tests above cover the vector path of the CPU they run on: AVX-512 / AVX2 on
+/// x86-64, NEON on aarch64 (the Jetson's cores; tools/test.sh runs this file for aarch64 under
+/// qemu-user when the cross toolchain is there).
+#[test]
+fn the_vector_path_of_this_cpu_is_among_the_tested_ones() {
+    let available = Isa::available();
+    #[cfg(target_arch = "aarch64")]
+    assert!(available.contains(&Isa::Neon), "{available:?}");
+    #[cfg(target_arch = "x86_64")]
+    assert!(
+        available.contains(&Isa::Avx2Fma) || !std::arch::is_x86_feature_detected!("fma"),
+        "{available:?}"
+    );
+    assert!(available.contains(&Isa::Scalar));
+}

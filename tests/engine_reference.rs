@@ -23,8 +23,9 @@
 
 use std::path::PathBuf;
 
+use half::f16;
 use nephrod::engine::reference::{self, Interp};
-use nephrod::engine::{Activation, Conv3d, ConvTranspose3d, Tensor};
+use nephrod::engine::{cpu_pointwise, Activation, Conv3d, ConvTranspose3d, Tensor, TensorF16};
 use serde_json::Value;
 
 /// Unit roundoff of f32 (half an ulp, relative).
@@ -307,6 +308,88 @@ fn resample_affine_grad_matches_torch_autograd() {
 // -------------------------------------------------------------------- analytic: conv
 
 /// Deterministic values in [-1, 1) (a 64-bit LCG, top 24 bits: exact f32 values).
+/// f16 values given as f64 in the golden; they must be exact f16 values.
+fn f16s(v: &Value) -> Vec<f16> {
+    f64s(v)
+        .into_iter()
+        .map(|x| {
+            let h = f16::from_f64(x);
+            assert_eq!(h.to_f64(), x, "golden value {x} is not an f16 value");
+            h
+        })
+        .collect()
+}
+
+/// nnU-Net's fp16 aggregation as torch runs it (engine_golden.py, accumulate_f16.json): the
+/// reference and the CPU kernel give the same f16 bits for the accumulators, the weight sum and
+/// the normalised logits.
+#[test]
+fn fp16_sliding_window_aggregation_matches_torch_bit_for_bit() {
+    for case in golden_cases("accumulate_f16.json", 2) {
+        let name = case["name"].as_str().unwrap();
+        let ch = case["channels"].as_u64().unwrap() as usize;
+        let vol = usize3(&case["volume"]);
+        let patch = usize3(&case["patch"]);
+        let gaussian = f16s(&case["gaussian"]);
+        let shape = [1, ch, vol[0], vol[1], vol[2]];
+        let patches: Vec<Tensor> = case["patches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| Tensor::new([1, ch, patch[0], patch[1], patch[2]], f32s(p)).unwrap())
+            .collect();
+        let offsets: Vec<[usize; 3]> = case["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(usize3)
+            .collect();
+        let exp_acc = f16s(&case["acc"]);
+        let exp_w = f16s(&case["weight_sum"]);
+        let exp_out = f16s(&case["normalized"]);
+        let bits = |v: &[f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<u16>>();
+        for kernel in ["reference", "cpu"] {
+            let mut acc = TensorF16::zeros(shape);
+            let mut w = vec![f16::ZERO; vol.iter().product()];
+            for (p, off) in patches.iter().zip(&offsets) {
+                match kernel {
+                    "reference" => {
+                        reference::accumulate_patch(&mut acc, &mut w, p, &gaussian, *off)
+                    }
+                    _ => cpu_pointwise::accumulate_patch(&mut acc, &mut w, p, &gaussian, *off),
+                }
+                .unwrap();
+            }
+            assert_eq!(
+                bits(acc.data()),
+                bits(&exp_acc),
+                "{name} {kernel}: accumulator"
+            );
+            assert_eq!(bits(&w), bits(&exp_w), "{name} {kernel}: weight sum");
+            let out = match kernel {
+                "reference" => reference::normalize_accumulated(&acc, &w),
+                _ => cpu_pointwise::normalize_accumulated(&acc, &w),
+            }
+            .unwrap();
+            assert_eq!(bits(out.data()), bits(&exp_out), "{name} {kernel}: acc / w");
+        }
+        // The f16 result must differ from an f32 accumulation somewhere, or the case would
+        // not show the rounding it is there to pin down.
+        let mut acc32 = Tensor::zeros(shape);
+        let mut w32 = vec![0f32; vol.iter().product()];
+        let g32: Vec<f32> = gaussian.iter().map(|g| g.to_f32()).collect();
+        for (p, off) in patches.iter().zip(&offsets) {
+            reference::accumulate_patch(&mut acc32, &mut w32, p, &g32, *off).unwrap();
+        }
+        let f32_then_round = acc32.to_f16();
+        assert_ne!(
+            bits(f32_then_round.data()),
+            bits(&exp_acc),
+            "{name}: case too easy"
+        );
+    }
+}
+
 fn lcg_tensor(shape: [usize; 5], seed: u64) -> Tensor {
     let mut s = seed
         .wrapping_mul(6364136223846793005)

@@ -21,6 +21,21 @@ cargo clippy --all-targets --locked -- -D warnings
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo test --locked --all-targets 2>&1 | tee "$work/cargo-test.log"
+# The NEON kernels (the Jetson's ARM cores): the conv parity tests built for aarch64 and run under
+# qemu-user, when this machine has the cross toolchain (rust target, gcc, qemu); else say so.
+extra_passed=0
+if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
+  && command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
+  CARGO_TARGET_DIR="$cache/target-aarch64" \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+  CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+    cargo test --release --locked --target aarch64-unknown-linux-gnu --test engine_cpu_conv 2>&1 \
+    | tee "$work/aarch64-test.log"
+  extra_passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }' "$work/aarch64-test.log")
+else
+  echo "SKIPPED: aarch64 NEON conv tests (needs rust target aarch64-unknown-linux-gnu, aarch64-linux-gnu-gcc, qemu-aarch64)"
+fi
 # nibabel reads nephrod's NIfTI output with the geometry nephrod reports (end to end).
 cargo run --locked -q -- example --out "$work/example" --slices 12
 cargo run --locked -q -- inspect --json "$work/example" > "$work/inspect.json"
@@ -28,4 +43,4 @@ cargo run --locked -q -- convert "$work/example" --out "$work/nifti" > /dev/null
 "$cache/venv/bin/python" tools/oracle/check_nifti_nibabel.py "$work/inspect.json" "$work/nifti"
 # One closing line over every cargo test binary, plus the nibabel check above (1 more test).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "%d passed, %d failed\n", p + 1, f }' "$work/cargo-test.log"
+     END { printf "%d passed, %d failed\n", p + 1 + extra, f }' extra="$extra_passed" "$work/cargo-test.log"

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::ops::Activation;
 use super::reference::Interp;
-use super::tensor::Tensor;
+use super::tensor::{Element, Tensor};
 use super::{shape_err, EngineError};
 
 /// Instance norm per (n, c) with affine and activation (see [`super::reference`]).
@@ -139,11 +139,13 @@ pub fn scale(a: &Tensor, s: f32) -> Tensor {
 }
 
 /// Sliding-window accumulation (see [`super::reference::accumulate_patch`]).
-pub fn accumulate_patch(
-    acc: &mut Tensor,
-    weight_sum: &mut [f32],
+/// Generic over the storage of `acc`, `weight_sum` and `gaussian` with the reference's
+/// rounding (one rounding to the storage type per update).
+pub fn accumulate_patch<T: Element>(
+    acc: &mut Tensor<T>,
+    weight_sum: &mut [T],
     patch: &Tensor,
-    gaussian: &[f32],
+    gaussian: &[T],
     offset: [usize; 3],
 ) -> Result<(), EngineError> {
     let (sa, sp) = (acc.shape(), patch.shape());
@@ -170,7 +172,7 @@ pub fn accumulate_patch(
             let g = &gaussian[(d * ph + h) * pw..(d * ph + h + 1) * pw];
             let start = row(d, h);
             for (w, gv) in weight_sum[start..start + pw].iter_mut().zip(g) {
-                *w += gv;
+                *w = T::from_f32(w.to_f32() + gv.to_f32());
             }
         }
     }
@@ -186,12 +188,35 @@ pub fn accumulate_patch(
                     let src = &p[(d * ph + h) * pw..(d * ph + h + 1) * pw];
                     let start = row(d, h);
                     for ((o, v), gv) in a[start..start + pw].iter_mut().zip(src).zip(g) {
-                        *o += v * gv;
+                        *o = T::from_f32(o.to_f32() + v * gv.to_f32());
                     }
                 }
             }
         });
     Ok(())
+}
+
+/// `acc / weight_sum` (see [`super::reference::normalize_accumulated`]), threaded over channels.
+pub fn normalize_accumulated<T: Element>(
+    acc: &Tensor<T>,
+    weight_sum: &[T],
+) -> Result<Tensor<T>, EngineError> {
+    let s = acc.shape();
+    if s[0] != 1 || weight_sum.len() != acc.spatial_len() {
+        return Err(shape_err(
+            "normalize_accumulated",
+            "N = 1 and weight_sum of D·H·W values",
+            &[s],
+        ));
+    }
+    let mut out = acc.clone();
+    let len = acc.spatial_len().max(1);
+    out.data_mut().par_chunks_mut(len).for_each(|ch| {
+        for (o, w) in ch.iter_mut().zip(weight_sum) {
+            *o = T::from_f32(o.to_f32() / w.to_f32());
+        }
+    });
+    Ok(out)
 }
 
 /// Trilinear corner weights and base index of continuous index `p` (W, H, D order).

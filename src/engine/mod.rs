@@ -28,7 +28,7 @@ pub use backend::{Backend, CpuBackend};
 pub use cuda::select_backend;
 pub use ops::{Activation, Conv3d, ConvTranspose3d};
 pub use reference::Interp;
-pub use tensor::Tensor;
+pub use tensor::{Element, Tensor, TensorF16};
 
 /// Errors of engine operations. Each names the op and the shapes involved.
 #[derive(Debug, thiserror::Error, PartialEq)]

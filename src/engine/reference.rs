@@ -18,7 +18,7 @@
 //! volumes with this op.
 
 use super::ops::{Activation, Conv3d, ConvTranspose3d};
-use super::tensor::Tensor;
+use super::tensor::{Element, Tensor};
 use super::{shape_err, EngineError};
 
 /// Interpolation of [`resample_affine`].
@@ -272,11 +272,15 @@ pub fn scale(a: &Tensor, s: f32) -> Tensor {
 /// Sliding-window accumulation: adds `patch · gaussian` into `acc` at `offset` (D, H, W) and
 /// `gaussian` into `weight_sum` (D·H·W of `acc`). `patch` is (1, C, pd, ph, pw) with the same C
 /// as `acc` (1, C, D, H, W); `gaussian` has pd·ph·pw values; the patch must lie inside `acc`.
-pub fn accumulate_patch(
-    acc: &mut Tensor,
-    weight_sum: &mut [f32],
+///
+/// With f16 storage this is nnU-Net's aggregation (its §4.5): every update is computed in f32
+/// and rounded once to the storage type, `acc = T(f32(acc) + patch · f32(g))`,
+/// `weight_sum = T(f32(weight_sum) + f32(g))`.
+pub fn accumulate_patch<T: Element>(
+    acc: &mut Tensor<T>,
+    weight_sum: &mut [T],
     patch: &Tensor,
-    gaussian: &[f32],
+    gaussian: &[T],
     offset: [usize; 3],
 ) -> Result<(), EngineError> {
     let (sa, sp) = (acc.shape(), patch.shape());
@@ -298,17 +302,43 @@ pub fn accumulate_patch(
     for d in 0..sp[2] {
         for h in 0..sp[3] {
             for w in 0..sp[4] {
-                let g = gaussian[(d * sp[3] + h) * sp[4] + w];
+                let g = gaussian[(d * sp[3] + h) * sp[4] + w].to_f32();
                 let (ad, ah, aw) = (d + offset[0], h + offset[1], w + offset[2]);
-                weight_sum[(ad * sa[3] + ah) * sa[4] + aw] += g;
+                let ws = &mut weight_sum[(ad * sa[3] + ah) * sa[4] + aw];
+                *ws = T::from_f32(ws.to_f32() + g);
                 for c in 0..sp[1] {
                     let off = acc.offset([0, c, ad, ah, aw]);
-                    acc.data_mut()[off] += patch.at([0, c, d, h, w]) * g;
+                    let a = &mut acc.data_mut()[off];
+                    *a = T::from_f32(a.to_f32() + patch.at([0, c, d, h, w]) * g);
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The sliding window's result: `acc / weight_sum` per voxel, computed in f32 and rounded once
+/// to the storage type (nnU-Net: `torch.div(half, half)`). `weight_sum` has D·H·W values of
+/// `acc` (N = 1).
+pub fn normalize_accumulated<T: Element>(
+    acc: &Tensor<T>,
+    weight_sum: &[T],
+) -> Result<Tensor<T>, EngineError> {
+    let s = acc.shape();
+    if s[0] != 1 || weight_sum.len() != acc.spatial_len() {
+        return Err(shape_err(
+            "normalize_accumulated",
+            "N = 1 and weight_sum of D·H·W values",
+            &[s],
+        ));
+    }
+    let mut out = acc.clone();
+    for c in 0..s[1] {
+        for (o, w) in out.channel_mut(0, c).iter_mut().zip(weight_sum) {
+            *o = T::from_f32(o.to_f32() / w.to_f32());
+        }
+    }
+    Ok(out)
 }
 
 /// Input index `θ·(w, h, d, 1)` as (pw, ph, pd).

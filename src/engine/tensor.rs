@@ -1,17 +1,63 @@
-//! `Tensor`: an owned, contiguous f32 array of shape (N, C, D, H, W), W fastest.
+//! `Tensor`: an owned, contiguous array of shape (N, C, D, H, W), W fastest, with f32
+//! (default) or f16 storage ([`Element`]).
+//!
+//! Every op computes in f32 (or f64 in the reference); f16 storage holds what nnU-Net keeps
+//! in half precision (the sliding-window accumulators and logits) and weights as stored in
+//! the bundles. Conversions round to nearest, ties to even ([`Tensor::to_f16`]) and are exact
+//! the other way ([`Tensor::to_f32`]).
+
+use half::f16;
 
 use super::EngineError;
 
-/// A contiguous (N, C, D, H, W) f32 tensor. Invariant: `data.len() == shape.iter().product()`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
-    shape: [usize; 5],
-    data: Vec<f32>,
+/// A storage element type of a [`Tensor`]: `f32` or `half::f16`.
+pub trait Element: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static {
+    /// Short name of the storage type ("f32", "f16").
+    const NAME: &'static str;
+    /// The value widened to f32 (exact for both types).
+    fn to_f32(self) -> f32;
+    /// `v` rounded to this type (round to nearest, ties to even).
+    fn from_f32(v: f32) -> Self;
 }
 
-impl Tensor {
+impl Element for f32 {
+    const NAME: &'static str = "f32";
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+}
+
+impl Element for f16 {
+    const NAME: &'static str = "f16";
+    #[inline]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+}
+
+/// A contiguous (N, C, D, H, W) tensor of `T` (f32 unless named). Invariant:
+/// `data.len() == shape.iter().product()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor<T: Element = f32> {
+    shape: [usize; 5],
+    data: Vec<T>,
+}
+
+/// A tensor with half-precision storage.
+pub type TensorF16 = Tensor<f16>;
+
+impl<T: Element> Tensor<T> {
     /// Wraps `data`; fails when its length does not match `shape`.
-    pub fn new(shape: [usize; 5], data: Vec<f32>) -> Result<Self, EngineError> {
+    pub fn new(shape: [usize; 5], data: Vec<T>) -> Result<Self, EngineError> {
         let n = shape.iter().try_fold(1usize, |a, b| a.checked_mul(*b));
         if n != Some(data.len()) {
             return Err(EngineError::DataLength {
@@ -25,12 +71,12 @@ impl Tensor {
     pub fn zeros(shape: [usize; 5]) -> Self {
         Self {
             shape,
-            data: vec![0.0; shape.iter().product()],
+            data: vec![T::default(); shape.iter().product()],
         }
     }
 
     /// A tensor filled by `f(n, c, d, h, w)`.
-    pub fn from_fn(shape: [usize; 5], mut f: impl FnMut([usize; 5]) -> f32) -> Self {
+    pub fn from_fn(shape: [usize; 5], mut f: impl FnMut([usize; 5]) -> T) -> Self {
         let mut data = Vec::with_capacity(shape.iter().product());
         for n in 0..shape[0] {
             for c in 0..shape[1] {
@@ -50,15 +96,15 @@ impl Tensor {
         self.shape
     }
 
-    pub fn data(&self) -> &[f32] {
+    pub fn data(&self) -> &[T] {
         &self.data
     }
 
-    pub fn data_mut(&mut self) -> &mut [f32] {
+    pub fn data_mut(&mut self) -> &mut [T] {
         &mut self.data
     }
 
-    pub fn into_data(self) -> Vec<f32> {
+    pub fn into_data(self) -> Vec<T> {
         self.data
     }
 
@@ -76,20 +122,40 @@ impl Tensor {
     }
 
     #[inline]
-    pub fn at(&self, i: [usize; 5]) -> f32 {
+    pub fn at(&self, i: [usize; 5]) -> T {
         self.data[self.offset(i)]
     }
 
     /// One (n, c) channel as a slice of D·H·W values.
-    pub fn channel(&self, n: usize, c: usize) -> &[f32] {
+    pub fn channel(&self, n: usize, c: usize) -> &[T] {
         let len = self.spatial_len();
         let start = (n * self.shape[1] + c) * len;
         &self.data[start..start + len]
     }
 
-    pub fn channel_mut(&mut self, n: usize, c: usize) -> &mut [f32] {
+    pub fn channel_mut(&mut self, n: usize, c: usize) -> &mut [T] {
         let len = self.spatial_len();
         let start = (n * self.shape[1] + c) * len;
         &mut self.data[start..start + len]
+    }
+
+    /// The same values with f32 storage (exact).
+    pub fn to_f32(&self) -> Tensor<f32> {
+        Tensor {
+            shape: self.shape,
+            data: self.data.iter().map(|v| v.to_f32()).collect(),
+        }
+    }
+
+    /// The values rounded to f16 storage (nearest, ties to even; beyond ±65504 → ±∞).
+    pub fn to_f16(&self) -> Tensor<f16> {
+        Tensor {
+            shape: self.shape,
+            data: self
+                .data
+                .iter()
+                .map(|v| f16::from_f32(v.to_f32()))
+                .collect(),
+        }
     }
 }

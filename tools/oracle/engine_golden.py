@@ -32,6 +32,11 @@ Files (one JSON per op family, all values flat lists in (N, C, D, H, W) order, W
                           float round trip of the normalisation cannot change the cell); the
                           `border` case puts points exactly on integer indices with exact
                           normalisation, to pin down which one-sided derivative torch takes.
+* accumulate_f16.json   — nnU-Net's sliding-window aggregation with float16 accumulators, run by
+                          torch exactly as nnunetv2's predict_sliding_window_return_logits does it
+                          (`acc[sl] += p * g16` with p float32 and g16 float16, `w[sl] += g16`,
+                          then `acc / w` in half), over overlapping tiles in a fixed order. Values
+                          are float16 (inputs p are float32); the Rust side must match bit for bit.
 """
 import json
 import sys
@@ -335,6 +340,49 @@ def resample_grad_cases():
     return cases
 
 
+# ------------------------------------------------------------------------ fp16 aggregation
+def accumulate_f16_cases(rng):
+    cases = []
+    # (name, channels, volume (D, H, W), patch (pd, ph, pw), tile offsets in visiting order)
+    specs = [
+        ("overlap", 3, (9, 10, 11), (5, 6, 7), [(0, 0, 0), (0, 0, 4), (0, 4, 0), (0, 4, 4),
+                                                (4, 0, 0), (4, 0, 4), (4, 4, 0), (4, 4, 4)]),
+        ("dense", 2, (6, 6, 6), (4, 4, 4), [(a, b, c) for a in (0, 1, 2) for b in (0, 1, 2)
+                                            for c in (0, 2)]),
+    ]
+    for name, ch, vol, patch, offsets in specs:
+        # a Gaussian-like map: large in the centre, tiny (subnormal in f16) at the corners
+        axes = [np.linspace(-1.0, 1.0, n) for n in patch]
+        r2 = axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
+        g = 10.0 * np.exp(-r2 * 6.0)
+        g16 = torch.from_numpy(g.astype(np.float32)).to(torch.float16)
+        g16[g16 == 0] = g16[g16 != 0].min()
+        acc = torch.zeros((ch, *vol), dtype=torch.float16)
+        w = torch.zeros(vol, dtype=torch.float16)
+        patches = []
+        for off in offsets:
+            # logits of either sign, some large enough that fp16 rounding shows
+            p = torch.from_numpy(rng.uniform(-30.0, 30.0, (ch, *patch)).astype(np.float32))
+            patches.append(flat(p.double()))
+            sl = tuple(slice(o, o + n) for o, n in zip(off, patch))
+            acc[(slice(None), *sl)] += p * g16
+            w[sl] += g16
+        out = acc / w
+        cases.append({
+            "name": name,
+            "channels": ch,
+            "volume": list(vol),
+            "patch": list(patch),
+            "offsets": [list(o) for o in offsets],
+            "patches": patches,
+            "gaussian": flat(g16.double()),
+            "acc": flat(acc.double()),
+            "weight_sum": flat(w.double()),
+            "normalized": flat(out.double()),
+        })
+    return cases
+
+
 def main(out_dir):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -346,6 +394,7 @@ def main(out_dir):
         "pointwise.json": pointwise_cases(rng),
         "resample.json": resample_cases(),
         "resample_grad.json": resample_grad_cases(),
+        "accumulate_f16.json": accumulate_f16_cases(rng),
     }
     total = 0
     for fname, cases in files.items():
