@@ -17,6 +17,8 @@
 pub mod cli;
 pub mod dicom;
 pub mod engine;
+pub mod models;
 pub mod phantom;
 pub mod privacy;
+pub mod segment;
 pub mod volume;

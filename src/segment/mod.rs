@@ -1,0 +1,16 @@
+//! Segmentation: nnU-Net v2 compatible inference (shared/docs/nnunet-inference.md) on nephrod's
+//! engine, and the post-processing of seed 004.
+//!
+//! * [`plan`] — the typed description of a trained model that inference needs.
+//! * [`preprocess`] — transpose, crop to non-zero, normalisation (§3.2–3.4).
+//! * [`resample`] — nnU-Net's resampling, bit-exact in f64 (§3.5).
+//! * [`unet`] — PlainConvUNet / ResidualEncoderUNet forward on an engine backend (§1.5–1.6).
+//! * [`sliding_window`] — tiles, Gaussian, mirroring TTA, fp16 aggregation, folds (§4).
+//! * [`postprocess`] — connected-component rules and per-lesion instances (method.md C.5).
+
+pub mod plan;
+pub mod postprocess;
+pub mod preprocess;
+pub mod resample;
+pub mod sliding_window;
+pub mod unet;

@@ -1,0 +1,1 @@
+//! (arrives with issue 5; see mod.rs)
