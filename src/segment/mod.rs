@@ -2,6 +2,7 @@
 //! engine, and the post-processing of seed 004.
 //!
 //! * [`plan`] — the typed description of a trained model that inference needs.
+//! * [`reader`] — a volume as nnU-Net's reader classes give it to the model, and back.
 //! * [`preprocess`] — transpose, crop to non-zero, normalisation (§3.2–3.4).
 //! * [`resample`] — nnU-Net's resampling, bit-exact in f64 (§3.5).
 //! * [`unet`] — PlainConvUNet / ResidualEncoderUNet forward on an engine backend (§1.5–1.6).
@@ -11,6 +12,7 @@
 pub mod plan;
 pub mod postprocess;
 pub mod preprocess;
+pub mod reader;
 pub mod resample;
 pub mod sliding_window;
 pub mod unet;
