@@ -232,12 +232,11 @@ fn read_everything(path: &Path) -> Result<usize, CheckpointError> {
     let ck = TorchCheckpoint::open(path)?;
     fn walk(ck: &TorchCheckpoint, v: &Value, n: &mut usize) -> Result<(), CheckpointError> {
         match v {
-            Value::Tensor(t) => {
+            Value::Tensor(t)
                 if t.storage.dtype.torch_name().starts_with("float")
-                    || t.storage.dtype.torch_name() == "bfloat16"
-                {
-                    *n += ck.tensor_f16(t)?.len();
-                }
+                    || t.storage.dtype.torch_name() == "bfloat16" =>
+            {
+                *n += ck.tensor_f16(t)?.len();
             }
             Value::Dict(p) => {
                 for (k, x) in p {

@@ -84,28 +84,12 @@ fn classify_global(module: &str, name: &str) -> Option<Known> {
         | ("numpy", "ndarray")
         | ("numpy.core.multiarray", "_reconstruct")
         | ("numpy._core.multiarray", "_reconstruct") => Inert,
-        ("torch", d)
-            if matches!(
-                d,
-                "float32"
-                    | "float16"
-                    | "bfloat16"
-                    | "float64"
-                    | "int64"
-                    | "int32"
-                    | "int16"
-                    | "int8"
-                    | "uint8"
-                    | "bool"
-                    | "strided"
-                    | "contiguous_format"
-                    | "channels_last"
-                    | "channels_last_3d"
-                    | "preserve_format"
-            ) =>
-        {
-            Inert
-        }
+        (
+            "torch",
+            "float32" | "float16" | "bfloat16" | "float64" | "int64" | "int32" | "int16" | "int8"
+            | "uint8" | "bool" | "strided" | "contiguous_format" | "channels_last"
+            | "channels_last_3d" | "preserve_format",
+        ) => Inert,
         _ => return None,
     };
     Some(k)
@@ -116,6 +100,9 @@ struct NpDtype {
     descr: String,
     byteorder: char,
 }
+
+/// An inert object: its class, constructor arguments and `BUILD` state.
+type OpaqueObject = (Global, Vec<Item>, Option<Item>);
 
 /// A value while the VM runs; mutable containers are shared.
 #[derive(Debug, Clone)]
@@ -137,7 +124,7 @@ enum Item {
     Tensor(Rc<TensorRef>),
     Device(Rc<str>),
     NpDtype(Rc<RefCell<NpDtype>>),
-    Object(Rc<RefCell<(Global, Vec<Item>, Option<Item>)>>),
+    Object(Rc<RefCell<OpaqueObject>>),
 }
 
 impl Item {
@@ -596,7 +583,7 @@ impl<'a> Vm<'a> {
     }
 
     fn pairs(&self, items: Vec<Item>) -> Result<Vec<(Item, Item)>, PickleProblem> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for a dict"));
         }
         let mut it = items.into_iter();
