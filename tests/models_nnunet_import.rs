@@ -504,3 +504,19 @@ fn tampered_bundles_are_refused() {
         "manifest"
     );
 }
+
+#[test]
+fn unknown_trainers_are_refused_unless_allowed() {
+    let dir = data().join("custom_trainer");
+    let e = prepare_import(&dir, &ImportOptions::new("3d_fullres")).unwrap_err();
+    assert!(
+        matches!(&e, NnunetError::UnsupportedTrainer { trainer, .. } if trainer == "nnUNetTrainerMyFancyNet"),
+        "{e}"
+    );
+    let mut opts = ImportOptions::new("3d_fullres");
+    opts.allow_custom_trainer = true;
+    let prep = prepare_import(&dir, &opts).unwrap();
+    assert_eq!(prep.trainer_name, "nnUNetTrainerMyFancyNet");
+    // the state-dict check still runs: the network here is the plain one, so it passes
+    prep.load_fold(0).unwrap();
+}

@@ -304,3 +304,60 @@ fn flipped_bytes_never_panic_and_corrupt_payloads_are_caught() {
     // Flips in timestamps, versions-needed and padding are harmless; most flips are caught.
     assert!(err > ok, "{err} errors, {ok} unnoticed flips");
 }
+
+/// The raw bytes of the first record `name` in a stored zip written by torch. torch puts the
+/// sizes in data descriptors (local header sizes are 0), so the record ends at the next
+/// zip signature.
+fn stored_record(zip: &[u8], name: &str) -> Vec<u8> {
+    let at = zip
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())
+        .expect("record name")
+        - 30;
+    assert_eq!(&zip[at..at + 4], b"PK\x03\x04");
+    let u16at = |i: usize| u16::from_le_bytes([zip[i], zip[i + 1]]) as usize;
+    let data = at + 30 + u16at(at + 26) + u16at(at + 28);
+    let len = zip[data..]
+        .windows(4)
+        .position(|w| matches!(w, b"PK\x07\x08" | b"PK\x03\x04" | b"PK\x01\x02"))
+        .expect("next signature");
+    zip[data..data + len].to_vec()
+}
+
+#[test]
+fn corrupted_pickles_with_valid_crc_never_panic() {
+    // The VM itself (not the CRC) must cope with every flipped byte of a real torch pickle.
+    let zip = std::fs::read(dir().join("basic_p2.pth")).unwrap();
+    let pkl = stored_record(&zip, "basic_p2/data.pkl");
+    assert_eq!(&pkl[..2], b"\x80\x02");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("p.pth");
+    write_stored_zip(&path, &[("archive/data.pkl", &pkl)]);
+    let original = TorchCheckpoint::open(&dir().join("basic_p2.pth")).unwrap();
+    assert_eq!(
+        TorchCheckpoint::open(&path).unwrap().root(),
+        original.root()
+    );
+    let (mut ok, mut err) = (0usize, 0usize);
+    for at in 0..pkl.len() {
+        for mask in [0x01u8, 0x20, 0x80, 0xFF] {
+            let mut p = pkl.clone();
+            p[at] ^= mask;
+            write_stored_zip(&path, &[("archive/data.pkl", &p)]);
+            match TorchCheckpoint::open(&path) {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    assert!(matches!(e.kind(), "pickle" | "forbidden_global"), "{e}");
+                    err += 1;
+                }
+            }
+        }
+    }
+    // Also every truncation of the pickle.
+    for len in 0..pkl.len() {
+        write_stored_zip(&path, &[("archive/data.pkl", &pkl[..len])]);
+        let e = TorchCheckpoint::open(&path).expect_err("truncated pickle");
+        assert_eq!(e.kind(), "pickle", "{e}");
+    }
+    assert!(err > 0 && ok + err == pkl.len() * 4);
+}

@@ -1520,7 +1520,13 @@ impl PreparedImport {
             meta.weights.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let mut tensors = Vec::with_capacity(self.expected.len());
         for (name, shape) in &self.expected {
-            let t = by_name[name.as_str()];
+            let t = by_name
+                .get(name.as_str())
+                .ok_or_else(|| NnunetError::Tensor {
+                    path: path.clone(),
+                    name: name.clone(),
+                    message: "missing".into(),
+                })?;
             let values = ck.tensor_f16(t)?;
             if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
                 return Err(NnunetError::Tensor {

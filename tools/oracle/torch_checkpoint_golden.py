@@ -4,8 +4,8 @@
 usage: .cache/nnunet-venv/bin/python tools/oracle/torch_checkpoint_golden.py tests/data/models
 Pinned: torch 2.15 (CPU), nnunetv2 2.8.1, dynamic-network-architectures 0.4.4, numpy 2.4.6 from
 tools/oracle/requirements-nnunet.txt (the venv made by tools/oracle/verify_nnunet_dataset.sh).
-Deterministic: fixed seeds, one thread; `torch.save` output is byte-stable for a fixed input
-except the random `.data/serialization_id` record, which the tests do not read.
+Deterministic: fixed seeds, one thread; re-running reproduces every zip checkpoint byte for byte
+(checked); only torch/legacy.pth (old format, storage keys from object ids) differs per run.
 
 Writes
 * torch/basic_p2.pth, torch/basic_p4.pth — one dict saved with pickle protocol 2 (torch's default)
@@ -24,7 +24,8 @@ Writes
   the SHA-256 of its f16 bytes (torch `.half()`).
   Variants: plain (v2.3+ plans, PlainConvUNet, labels, 2 folds), resenc (ResidualEncoderUNet with a
   stride-1 stage, 2 channels CT + z-score, regions), oldfmt (v2.0–2.2 plans, cascade stage with
-  inherits_from, checkpoint without inference_allowed_mirroring_axes).
+  inherits_from, checkpoint without inference_allowed_mirroring_axes), custom_trainer (plain with
+  trainer_name nnUNetTrainerMyFancyNet).
 """
 import collections
 import copy
@@ -283,7 +284,7 @@ def old_plans():
     return p, ds
 
 
-def build_and_save(folder, plans, ds, configuration, folds, trainer_name, mirror_axes, seed):
+def build_and_save(folder, plans, ds, configuration, folds, trainer_name, mirror_axes, seed, step=True):
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -340,7 +341,7 @@ def build_and_save(folder, plans, ds, configuration, folds, trainer_name, mirror
                 if ".norm." in name or "all_modules.1" in name:
                     p.add_(torch.randn_like(p) * 0.1)
         opt = torch.optim.SGD(net.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
-        if i == 0:
+        if i == 0 and step:
             # one step so that the optimizer state holds momentum buffers like a real checkpoint
             x = torch.randn(1, n_in, *cm.patch_size)
             out = net(x)
@@ -399,6 +400,10 @@ def write_nnunet():
     build_and_save(d / "resenc", p, ds, "3d_fullres", [0], "nnUNetTrainer_onlyMirror01", (0, 1), 200)
     p, ds = old_plans()
     build_and_save(d / "oldfmt", p, ds, "3d_cascade_fullres", [0], "nnUNetTrainer_250epochs", None, 300)
+    # a trainer nnU-Net does not ship (could have changed the network): refused unless allowed
+    p, ds = plain_plans()
+    build_and_save(d / "custom_trainer", p, ds, "3d_fullres", [0], "nnUNetTrainerMyFancyNet", (0, 1, 2), 400,
+                   step=False)
 
 
 if __name__ == "__main__":
