@@ -503,6 +503,11 @@ fn tampered_bundles_are_refused() {
         edit(&|j| j["folds"][0]["weights"]["sha256"] = "00".repeat(32).into()).kind(),
         "manifest"
     );
+    // inconsistent per-stage lists and absurd sizes: refused before any indexing
+    let e = edit(&|j| j["plan"]["architecture"]["strides"] = serde_json::json!([[1, 1, 1]]));
+    assert!(e.to_string().contains("strides has 1 entries"), "{e}");
+    let e = edit(&|j| j["plan"]["architecture"]["n_conv_per_stage"][0] = 1_000_000_000u64.into());
+    assert!(e.to_string().contains("out of range"), "{e}");
 }
 
 #[test]

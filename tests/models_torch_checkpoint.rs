@@ -361,3 +361,58 @@ fn corrupted_pickles_with_valid_crc_never_panic() {
     }
     assert!(err > 0 && ok + err == pkl.len() * 4);
 }
+
+/// A protocol-2 pickle of one tensor over a 1-element FloatStorage with the given size/stride
+/// (each a Python int tuple, ints written as LONG1).
+fn one_tensor_pickle(size: &[u64], stride: &[u64]) -> Vec<u8> {
+    let mut p = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00".to_vec();
+    for t in [size, stride] {
+        p.push(b'(');
+        for v in t {
+            let b = (*v as u128).to_le_bytes();
+            p.extend([0x8a, 9]);
+            p.extend(&b[..9]);
+        }
+        p.push(b't');
+    }
+    p.extend(b"\x89ccollections\nOrderedDict\n)RtR.");
+    p
+}
+
+#[test]
+fn hostile_views_and_expansions_are_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("h.pth");
+    let storage = 2.5f32.to_le_bytes();
+    let open = |pkl: &[u8]| {
+        write_stored_zip(
+            &path,
+            &[("archive/data.pkl", pkl), ("archive/data/0", &storage)],
+        );
+        TorchCheckpoint::open(&path)
+    };
+    let tensor = |ck: &TorchCheckpoint| match ck.root() {
+        Value::Tensor(t) => ck.tensor_f32(t),
+        other => panic!("{other:?}"),
+    };
+    // stride 0 broadcast of one element to 2^40 elements: refused, no giant allocation
+    let ck = open(&one_tensor_pickle(&[1 << 40], &[0])).unwrap();
+    let e = tensor(&ck).unwrap_err();
+    assert!(e.to_string().contains("too many"), "{e}");
+    // a legitimate small broadcast reads the element four times
+    let ck = open(&one_tensor_pickle(&[2, 2], &[0, 0])).unwrap();
+    assert_eq!(tensor(&ck).unwrap(), vec![2.5; 4]);
+    // a huge stride on a size-1 axis is harmless; on a size-2 axis it leaves the storage
+    let ck = open(&one_tensor_pickle(&[1, 1], &[1 << 63, 1])).unwrap();
+    assert_eq!(tensor(&ck).unwrap(), vec![2.5]);
+    let ck = open(&one_tensor_pickle(&[2], &[1 << 62])).unwrap();
+    assert!(tensor(&ck).unwrap_err().to_string().contains("storage"));
+    // "billion laughs": 40 nested (x, x) tuples expand to 2^40 values
+    let mut laughs = b"\x80\x02]".to_vec();
+    for _ in 0..40 {
+        laughs.extend(b"2\x86");
+    }
+    laughs.push(b'.');
+    let e = open(&laughs).unwrap_err();
+    assert!(e.to_string().contains("expands beyond"), "{e}");
+}

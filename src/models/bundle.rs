@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::weights::{
     write_safetensors, DType, TensorToWrite, WeightFile, WeightsError, WeightsManifest,
 };
-use crate::models::nnunet::{expected_tensors, NnunetError, PreparedImport};
+use crate::models::nnunet::{expected_tensors, validate_architecture, NnunetError, PreparedImport};
 use crate::segment::plan::InferencePlan;
 
 /// Manifest schema name.
@@ -345,6 +345,8 @@ impl Bundle {
                 manifest.plan.folds
             )));
         }
+        validate_architecture(&manifest.plan.architecture)
+            .map_err(|m| bad(format!("plan.architecture: {m}")))?;
         let expected = expected_tensors(&manifest.plan.architecture);
         let mut weights = Vec::new();
         for f in &manifest.folds {

@@ -920,14 +920,7 @@ pub fn build_plan(
             0
         };
     let arch = architecture(&cfg, &cf, input_channels, outputs.channels())?;
-    for (i, s) in arch.strides.iter().enumerate() {
-        if s.contains(&0) || arch.kernel_sizes[i].contains(&0) {
-            return Err(ctx.field(
-                &f("architecture"),
-                format!("stage {i}: zero kernel or stride"),
-            ));
-        }
-    }
+    validate_architecture(&arch).map_err(|m| ctx.field(&f("architecture"), m))?;
     if let Some(a) = mirror_axes.iter().find(|a| **a > 2) {
         return Err(NnunetError::Field {
             file: "checkpoint".into(),
@@ -972,6 +965,7 @@ pub fn build_plan(
 
 /// Every unique tensor (name, shape) the nnU-Net network of `arch` has in its state dict
 /// (deep-supervision heads included, alias keys excluded), in construction order.
+/// `arch` must pass [`validate_architecture`] (it indexes the per-stage lists).
 pub fn expected_tensors(arch: &UNetArchitecture) -> Vec<(String, Vec<usize>)> {
     let mut out = Vec::new();
     let f = &arch.features_per_stage;
@@ -1091,6 +1085,67 @@ pub fn expected_tensors(arch: &UNetArchitecture) -> Vec<(String, Vec<usize>)> {
         ));
     }
     out
+}
+
+/// Limits of what nephrod accepts as an nnU-Net network (far above any planner output; they
+/// keep a corrupt plans.json or manifest from asking for absurd allocations).
+pub const MAX_STAGES: usize = 16;
+pub const MAX_CONVS_PER_STAGE: usize = 64;
+pub const MAX_FEATURES: usize = 1 << 14;
+pub const MAX_KERNEL: usize = 15;
+pub const MAX_STRIDE: usize = 16;
+
+/// Checks that `a` is internally consistent (per-stage list lengths, non-zero sizes, limits),
+/// so that [`expected_tensors`] and the network code can index it freely.
+pub fn validate_architecture(a: &UNetArchitecture) -> Result<(), String> {
+    let n = a.features_per_stage.len();
+    if !(2..=MAX_STAGES).contains(&n) {
+        return Err(format!("{n} stages (2..={MAX_STAGES} supported)"));
+    }
+    for (what, len, want) in [
+        ("kernel_sizes", a.kernel_sizes.len(), n),
+        ("strides", a.strides.len(), n),
+        ("n_conv_per_stage", a.n_conv_per_stage.len(), n),
+        (
+            "n_conv_per_stage_decoder",
+            a.n_conv_per_stage_decoder.len(),
+            n - 1,
+        ),
+    ] {
+        if len != want {
+            return Err(format!("{what} has {len} entries, expected {want}"));
+        }
+    }
+    let in_range = |x: usize, max: usize| (1..=max).contains(&x);
+    if !in_range(a.input_channels, MAX_FEATURES) || !in_range(a.output_channels, MAX_FEATURES) {
+        return Err(format!(
+            "{} input / {} output channels out of range",
+            a.input_channels, a.output_channels
+        ));
+    }
+    for s in 0..n {
+        if !in_range(a.features_per_stage[s], MAX_FEATURES)
+            || !a.kernel_sizes[s].iter().all(|k| in_range(*k, MAX_KERNEL))
+            || !a.strides[s].iter().all(|k| in_range(*k, MAX_STRIDE))
+            || !in_range(a.n_conv_per_stage[s], MAX_CONVS_PER_STAGE)
+        {
+            return Err(format!(
+                "stage {s}: features {}, kernel {:?}, stride {:?}, convs {} out of range",
+                a.features_per_stage[s], a.kernel_sizes[s], a.strides[s], a.n_conv_per_stage[s]
+            ));
+        }
+    }
+    if let Some(t) = a
+        .n_conv_per_stage_decoder
+        .iter()
+        .position(|c| !in_range(*c, MAX_CONVS_PER_STAGE))
+    {
+        return Err(format!("decoder stage {t}: conv count out of range"));
+    }
+    if !(a.norm_eps > 0.0 && a.norm_eps.is_finite()) {
+        return Err(format!("norm eps {} must be positive", a.norm_eps));
+    }
+    Ok(())
 }
 
 /// Whether a state-dict key is an alias of another one (§1.5).

@@ -27,7 +27,10 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 
-pub use pickle::{MAX_DEPTH, MAX_NODES};
+pub use pickle::{MAX_DEPTH, MAX_EXPANDED_BYTES};
+
+/// Most elements a tensor may have to be materialised (4 GiB as f32).
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 30;
 
 /// A pickled global reference (`module.name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,6 +438,9 @@ impl TorchCheckpoint {
         if numel == 0 {
             return Ok(Vec::new());
         }
+        if numel > MAX_TENSOR_ELEMENTS {
+            return Err(self.tensor_err(t, format!("{numel} elements is too many")));
+        }
         let mut last = t.storage_offset;
         for (d, s) in t.shape.iter().zip(&t.strides) {
             last = (d - 1)
@@ -459,13 +465,15 @@ impl TorchCheckpoint {
         for _ in 0..numel {
             out.push(at as usize);
             // increment the multi-index, last axis fastest
+            // Wrapping arithmetic: every index actually used is < storage numel (checked above);
+            // the transient value after the last element may exceed it.
             for d in (0..nd).rev() {
                 idx[d] += 1;
-                at += t.strides[d];
+                at = at.wrapping_add(t.strides[d]);
                 if idx[d] < t.shape[d] {
                     break;
                 }
-                at -= t.strides[d] * t.shape[d];
+                at = at.wrapping_sub(t.strides[d].wrapping_mul(t.shape[d]));
                 idx[d] = 0;
             }
         }

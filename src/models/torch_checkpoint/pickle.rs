@@ -8,7 +8,8 @@
 //!
 //! Invariants: mutable containers are shared through the memo like Python's (an `APPEND` to a
 //! memoised list is seen by every reference to it); the result is converted to a plain owned
-//! tree at `STOP`, refusing cycles and trees beyond [`MAX_DEPTH`] / [`MAX_NODES`].
+//! tree at `STOP`, refusing cycles and trees beyond [`MAX_DEPTH`] / [`MAX_EXPANDED_BYTES`]
+//! (a small pickle that references one container many times cannot expand without bound).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,8 +19,9 @@ use super::{Global, StorageDType, StorageRef, TensorRef, Value};
 
 /// Deepest nesting accepted in the result.
 pub const MAX_DEPTH: usize = 512;
-/// Most nodes accepted in the result (after expanding shared references).
-pub const MAX_NODES: usize = 50_000_000;
+/// Largest result accepted, after expanding shared references: 64 bytes per value plus the
+/// length of every string / bytes / big int (a real nnU-Net checkpoint needs about 1 MB).
+pub const MAX_EXPANDED_BYTES: usize = 64 << 20;
 
 #[derive(Debug)]
 pub(crate) enum PickleProblem {
@@ -853,7 +855,8 @@ fn int_tuple(i: &Item) -> Option<Vec<u64>> {
 fn np_scalar(d: &NpDtype, b: &[u8]) -> Option<Item> {
     let descr = d.descr.trim_start_matches(['<', '>', '=', '|']);
     let big = d.byteorder == '>' || d.descr.starts_with('>');
-    let (kind, size) = descr.split_at(1);
+    let kind_char = descr.chars().next()?;
+    let (kind, size) = descr.split_at(kind_char.len_utf8());
     let size: usize = size.parse().ok()?;
     if b.len() != size {
         return None;
@@ -890,9 +893,17 @@ fn to_value(
     nodes: &mut usize,
     path: &mut Vec<usize>,
 ) -> Result<Value, PickleProblem> {
-    *nodes += 1;
-    if *nodes > MAX_NODES {
-        return Err(malformed(0, format!("more than {MAX_NODES} values")));
+    *nodes += 64
+        + match item {
+            Item::Str(s) => s.len(),
+            Item::Bytes(b) | Item::BigInt(b) => b.len(),
+            _ => 0,
+        };
+    if *nodes > MAX_EXPANDED_BYTES {
+        return Err(malformed(
+            0,
+            format!("the value tree expands beyond {MAX_EXPANDED_BYTES} bytes"),
+        ));
     }
     if depth > MAX_DEPTH {
         return Err(malformed(0, format!("nesting deeper than {MAX_DEPTH}")));

@@ -40,8 +40,10 @@ pub(crate) struct ZipIndex {
 /// Central directories larger than this are refused (a torch checkpoint has a handful of
 /// records per tensor storage; 64 MiB is far beyond any real one).
 const MAX_CENTRAL_DIR_BYTES: u64 = 64 << 20;
-/// Largest single record inflated or read into memory (a storage of ~4 G elements of f32).
+/// Largest single record read into memory (a storage of ~4 G elements of f32).
 const MAX_RECORD_BYTES: u64 = 16 << 30;
+/// Largest deflated record inflated (torch never compresses; this only bounds zip bombs).
+const MAX_INFLATED_BYTES: u64 = 1 << 30;
 
 fn le16(b: &[u8], at: usize) -> Result<u16, ZipProblem> {
     b.get(at..at + 2)
@@ -245,7 +247,13 @@ impl ZipIndex {
                 raw
             }
             8 => {
-                let mut out = Vec::with_capacity(entry.size as usize);
+                if entry.size > MAX_INFLATED_BYTES {
+                    return Err(bad(format!(
+                        "deflated record of {} bytes is too large",
+                        entry.size
+                    )));
+                }
+                let mut out = Vec::with_capacity((entry.size as usize).min(64 << 20));
                 flate2::read::DeflateDecoder::new(&raw[..])
                     .take(entry.size + 1)
                     .read_to_end(&mut out)
