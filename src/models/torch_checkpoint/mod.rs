@@ -9,7 +9,7 @@
 //! `storage` is a persistent id `('storage', torch.<T>Storage, key, location, numel)`.
 //!
 //! # Guarantees
-//! * The pickle is run by a restricted VM ([`pickle`]) with a whitelist of globals; anything
+//! * The pickle is run by a restricted VM (module `pickle`) with a whitelist of globals; anything
 //!   else (e.g. `os.system`) is [`CheckpointError::ForbiddenGlobal`]. Nothing is ever called.
 //! * The archive is indexed once (central directory only); `data.pkl` is read once; storages are
 //!   read on demand, one at a time, each CRC-checked.
