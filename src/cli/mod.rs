@@ -8,6 +8,7 @@ mod convert;
 mod demo;
 mod example;
 mod inspect;
+mod models;
 mod phantom;
 
 use std::path::PathBuf;
@@ -95,6 +96,42 @@ pub enum Command {
         #[arg(long, default_value_t = 40)]
         slices: usize,
     },
+    /// Model bundles: import trained nnU-Net v2 models, verify bundles.
+    Models {
+        #[command(subcommand)]
+        what: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Convert a trained nnU-Net v2 model folder (plans.json, dataset.json, fold_<k>/) into a
+    /// nephrod bundle (manifest.json + one f16 safetensors file per fold). No Python needed.
+    ImportNnunet {
+        /// e.g. nnUNet_results/Dataset220_KiTS2023/nnUNetTrainer__nnUNetPlans__3d_fullres
+        model_dir: PathBuf,
+        /// Configuration name (must match the checkpoints' init_args).
+        #[arg(long = "config")]
+        configuration: String,
+        /// Folds to import (default: every fold_<int> folder with the checkpoint; `all` only
+        /// when named).
+        #[arg(long, num_args = 1..)]
+        folds: Option<Vec<String>>,
+        #[arg(long, default_value = "checkpoint_final.pth")]
+        checkpoint: String,
+        /// Bundle directory to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing bundle.
+        #[arg(long)]
+        force: bool,
+        /// Accept a trainer outside nnU-Net's network-preserving variants (the state-dict
+        /// check against the plans still applies).
+        #[arg(long)]
+        allow_custom_trainer: bool,
+    },
+    /// Check a bundle: manifest schema, weights SHA-256, tensor names, shapes, dtypes.
+    Verify { bundle: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,6 +202,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert { dir, out } => convert::run(&dir, &out),
         Command::Example { out, slices } => example::run(&out, slices),
         Command::Demo { out, seed } => demo::run(out.as_deref(), seed),
+        Command::Models {
+            what:
+                ModelsCommand::ImportNnunet {
+                    model_dir,
+                    configuration,
+                    folds,
+                    checkpoint,
+                    out,
+                    force,
+                    allow_custom_trainer,
+                },
+        } => models::run_import(&models::ImportArgs {
+            model_dir: &model_dir,
+            configuration: &configuration,
+            folds,
+            checkpoint: &checkpoint,
+            out: &out,
+            force,
+            allow_custom_trainer,
+        }),
+        Command::Models {
+            what: ModelsCommand::Verify { bundle },
+        } => models::run_verify(&bundle),
         Command::Phantom {
             out,
             cases,

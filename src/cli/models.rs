@@ -1,0 +1,89 @@
+//! `nephrod models`: import trained nnU-Net v2 models into nephrod bundles and verify bundles.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::models::bundle::{write_bundle, Bundle, BundleManifest};
+use crate::models::nnunet::{prepare_import, ImportOptions};
+use crate::segment::plan::{NetworkClass, OutputHeads};
+
+/// Arguments of `models import-nnunet`.
+pub struct ImportArgs<'a> {
+    pub model_dir: &'a Path,
+    pub configuration: &'a str,
+    pub folds: Option<Vec<String>>,
+    pub checkpoint: &'a str,
+    pub out: &'a Path,
+    pub force: bool,
+    pub allow_custom_trainer: bool,
+}
+
+pub fn run_import(a: &ImportArgs<'_>) -> anyhow::Result<ExitCode> {
+    let opts = ImportOptions {
+        configuration: a.configuration.to_string(),
+        folds: a.folds.clone(),
+        checkpoint_name: a.checkpoint.to_string(),
+        allow_custom_trainer: a.allow_custom_trainer,
+    };
+    let prep = prepare_import(a.model_dir, &opts)
+        .with_context(|| format!("importing {}", a.model_dir.display()))?;
+    let manifest = write_bundle(&prep, a.out, a.force, |k, n| {
+        eprintln!("fold {} converted ({}/{n})", prep.checkpoints[k].0, k + 1);
+    })
+    .with_context(|| format!("writing the bundle {}", a.out.display()))?;
+    println!("wrote {}", a.out.display());
+    print_summary(&manifest);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_verify(dir: &Path) -> anyhow::Result<ExitCode> {
+    let b = Bundle::open(dir).with_context(|| format!("verifying {}", dir.display()))?;
+    println!(
+        "{}: OK ({} weights file(s), SHA-256, names, shapes and dtypes match the manifest)",
+        dir.display(),
+        b.weights.len()
+    );
+    print_summary(&b.manifest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(m: &BundleManifest) {
+    let p = &m.plan;
+    let a = &p.architecture;
+    let class = match a.class {
+        NetworkClass::PlainConvUNet => "PlainConvUNet",
+        NetworkClass::ResidualEncoderUNet => "ResidualEncoderUNet",
+    };
+    println!(
+        "model        {} {} (trainer {})",
+        p.dataset_name, p.configuration, m.source.trainer_name
+    );
+    println!(
+        "architecture {class}, {} stages, features {:?}, {} -> {} channels, {} parameters",
+        a.features_per_stage.len(),
+        a.features_per_stage,
+        a.input_channels,
+        a.output_channels,
+        m.parameters
+    );
+    println!("folds        {}", p.folds.join(", "));
+    match &p.outputs {
+        OutputHeads::Labels { names } => println!("labels       {}", names.join(", ")),
+        OutputHeads::Regions {
+            names, class_order, ..
+        } => println!(
+            "regions      {} (class order {:?})",
+            names.join(", "),
+            class_order
+        ),
+    }
+    println!(
+        "patch        {:?}, spacing {:?} mm, mirroring axes {:?}",
+        p.sliding_window.patch_size, p.preprocessing.spacing_mm, p.sliding_window.mirror_axes
+    );
+    if let Some(prev) = &p.previous_stage {
+        println!("cascade      needs the {prev} segmentation as input");
+    }
+}

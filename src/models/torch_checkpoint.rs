@@ -1,1 +1,0 @@
-//! (arrives with issue 5; see mod.rs)
