@@ -1,40 +1,75 @@
-// conv3d.cu — direct 3-D convolution and transposed convolution, f32 in, f32 weights, f32
+// conv3d.cu — direct 3-D convolution and transposed convolution, f32 activations, weights
+// stored as f32 or as f16 (IEEE binary16 bits, as memory-mapped from the model bundle), f32
 // accumulation (fused multiply-add). Semantics: src/engine/reference.rs (conv3d,
-// conv_transpose3d): cross-correlation with zero padding, like PyTorch.
+// conv_transpose3d): cross-correlation with zero padding, like PyTorch. An f16 weight is widened
+// to f32 exactly when staged, so the *_f16w kernels compute exactly what the f32 kernels
+// compute on the widened weights.
 //
 // Layouts (all contiguous, W fastest, element offsets as 64-bit):
-//   x      (N, Ci, Di, Hi, Wi)  input activations
-//   w      conv3d_f32:           (Co, Ci, kD, kH, kW)   PyTorch Conv3d order
-//          conv_transpose3d_f32: (Ci, Co, kD, kH, kW)   PyTorch ConvTranspose3d order
-//   bias   (Co)                 always passed; zeros when the layer has no bias
-//   y      (N, Co, Do, Ho, Wo)  output, every element written exactly once
+//   x      (N, Ci, Di, Hi, Wi)  input activations, f32
+//   w      conv3d_*:           (Co, Ci, kD, kH, kW)   PyTorch Conv3d order
+//          conv_transpose3d_*: (Ci, Co, kD, kH, kW)   PyTorch ConvTranspose3d order
+//          *_f32: float; *_f16w: unsigned short holding binary16 bits
+//   bias   (Co) f32             always passed; zeros when the layer has no bias
+//   y      (N, Co, Do, Ho, Wo)  f32 output, every element written exactly once
 //
-// Launch contract (both kernels):
+// Launch contract (all four kernels):
 //   block = (CONV_THREADS = 256, 1, 1), exactly.
 //   grid  = (ceil(Do·Ho·Wo / 256), ceil(Co / CONV_CO_TILE), N), CONV_CO_TILE = 4;
 //           grid.y, grid.z ≤ 65535.
 //   Thread (blockIdx.x·256 + threadIdx.x) computes one output voxel for the CONV_CO_TILE
 //   consecutive output channels blockIdx.y·4 … +3 (those ≥ Co are skipped) of sample
 //   blockIdx.z. The block stages the weights of its 4 output channels for CONV_CI_TILE = 8
-//   input channels at a time in shared memory (4·8·125 floats = 16 KiB static).
+//   input channels at a time in shared memory as f32 (4·8·125 floats = 16 KiB static).
 //   Requires 1 ≤ kD, kH, kW ≤ 5 (CONV_KMAX = 125 taps), strides ≥ 1, paddings ≥ 0, and
 //   output sizes as in src/engine/ops.rs; the host checks all of these before launching.
 //   Every thread reaches every __syncthreads (threads without a voxel only help staging).
 //
-// Not yet: f16 weights (the host converts to f32), tensor cores (mma/wmma), register tiling
-// over voxels — this is the simple, correct first kernel the faster ones are tested against.
+// Not yet: f16 activations, tensor cores (mma/wmma), register tiling over voxels — this is
+// the simple, correct kernel family the faster ones are tested against.
 
 #define CONV_THREADS 256
 #define CONV_CO_TILE 4
 #define CONV_CI_TILE 8
 #define CONV_KMAX 125
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
-    conv3d_f32(const float *__restrict__ x, const float *__restrict__ w,
-               const float *__restrict__ bias, float *__restrict__ y, int Ci, int Di, int Hi,
-               int Wi, int Co, int Do, int Ho, int Wo, int kD, int kH, int kW, int sD, int sH,
-               int sW, int pD, int pH, int pW) {
-    __shared__ float ws[CONV_CO_TILE * CONV_CI_TILE * CONV_KMAX];
+// binary16 bits → f32, exact. On the device one cvt instruction; in the host emulation
+// (g++, no __CUDA_ARCH__) the same value from the bit fields.
+__device__ __forceinline__ float half_bits_to_float(unsigned short h) {
+#ifdef __CUDA_ARCH__
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#else
+    const unsigned int sign = (h & 0x8000u) ? 1u : 0u;
+    const unsigned int e = (h >> 10) & 0x1fu;
+    const unsigned int m = h & 0x3ffu;
+    float mag;
+    if (e == 0x1fu) {
+        mag = m ? __builtin_nanf("") : __builtin_inff();
+    } else if (e == 0u) {
+        mag = (float)m * 5.9604644775390625e-8f; // m · 2^-24, exact
+    } else {
+        mag = __builtin_ldexpf((float)(m | 0x400u), (int)e - 25); // (1024 + m) · 2^(e-25)
+    }
+    return sign ? -mag : mag;
+#endif
+}
+
+__device__ __forceinline__ float load_weight(const float *__restrict__ w, long long i) {
+    return w[i];
+}
+
+__device__ __forceinline__ float load_weight(const unsigned short *__restrict__ w, long long i) {
+    return half_bits_to_float(w[i]);
+}
+
+template <typename W>
+__device__ __forceinline__ void
+conv3d_body(float *ws, const float *__restrict__ x, const W *__restrict__ w,
+            const float *__restrict__ bias, float *__restrict__ y, int Ci, int Di, int Hi, int Wi,
+            int Co, int Do, int Ho, int Wo, int kD, int kH, int kW, int sD, int sH, int sW, int pD,
+            int pH, int pW) {
     const int kvol = kD * kH * kW;
     const long long out_sp = (long long)Do * Ho * Wo;
     const long long in_sp = (long long)Di * Hi * Wi;
@@ -69,7 +104,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
             const int cl = r / kvol;
             const int k = r - cl * kvol;
             const int co = co0 + j;
-            ws[i] = co < Co ? w[((long long)co * Ci + ci0 + cl) * kvol + k] : 0.0f;
+            ws[i] = co < Co ? load_weight(w, ((long long)co * Ci + ci0 + cl) * kvol + k) : 0.0f;
         }
         __syncthreads();
         if (active) {
@@ -118,13 +153,13 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
 }
 
 // Transposed convolution as a gather: output voxel o receives x[i]·w[k] for every tap k with
-// o + pad − k = i·stride. Same launch contract and staging as conv3d_f32, weight (Ci, Co, k…).
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
-    conv_transpose3d_f32(const float *__restrict__ x, const float *__restrict__ w,
-                         const float *__restrict__ bias, float *__restrict__ y, int Ci, int Di,
-                         int Hi, int Wi, int Co, int Do, int Ho, int Wo, int kD, int kH, int kW,
-                         int sD, int sH, int sW, int pD, int pH, int pW) {
-    __shared__ float ws[CONV_CO_TILE * CONV_CI_TILE * CONV_KMAX];
+// o + pad − k = i·stride. Same launch contract and staging as conv3d, weight (Ci, Co, k…).
+template <typename W>
+__device__ __forceinline__ void
+conv_transpose3d_body(float *ws, const float *__restrict__ x, const W *__restrict__ w,
+                      const float *__restrict__ bias, float *__restrict__ y, int Ci, int Di,
+                      int Hi, int Wi, int Co, int Do, int Ho, int Wo, int kD, int kH, int kW,
+                      int sD, int sH, int sW, int pD, int pH, int pW) {
     const int kvol = kD * kH * kW;
     const long long out_sp = (long long)Do * Ho * Wo;
     const long long in_sp = (long long)Di * Hi * Wi;
@@ -156,7 +191,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
             const int cl = r / kvol;
             const int k = r - cl * kvol;
             const int co = co0 + j;
-            ws[i] = co < Co ? w[((long long)(ci0 + cl) * Co + co) * kvol + k] : 0.0f;
+            ws[i] = co < Co ? load_weight(w, ((long long)(ci0 + cl) * Co + co) * kvol + k) : 0.0f;
         }
         __syncthreads();
         if (active) {
@@ -204,4 +239,46 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
             }
         }
     }
+}
+
+// Entry points: each declares its shared staging buffer and runs a body.
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+    conv3d_f32(const float *__restrict__ x, const float *__restrict__ w,
+        const float *__restrict__ bias, float *__restrict__ y, int Ci, int Di, int Hi, int Wi,
+        int Co, int Do, int Ho, int Wo, int kD, int kH, int kW, int sD, int sH, int sW, int pD,
+        int pH, int pW) {
+    __shared__ float ws[CONV_CO_TILE * CONV_CI_TILE * CONV_KMAX];
+    conv3d_body<float>(ws, x, w, bias, y, Ci, Di, Hi, Wi, Co, Do, Ho, Wo, kD, kH, kW, sD, sH, sW, pD,
+        pH, pW);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+    conv_transpose3d_f32(const float *__restrict__ x, const float *__restrict__ w,
+        const float *__restrict__ bias, float *__restrict__ y, int Ci, int Di, int Hi, int Wi,
+        int Co, int Do, int Ho, int Wo, int kD, int kH, int kW, int sD, int sH, int sW, int pD,
+        int pH, int pW) {
+    __shared__ float ws[CONV_CO_TILE * CONV_CI_TILE * CONV_KMAX];
+    conv_transpose3d_body<float>(ws, x, w, bias, y, Ci, Di, Hi, Wi, Co, Do, Ho, Wo, kD, kH, kW, sD, sH, sW, pD,
+        pH, pW);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+    conv3d_f16w(const float *__restrict__ x, const unsigned short *__restrict__ w,
+        const float *__restrict__ bias, float *__restrict__ y, int Ci, int Di, int Hi, int Wi,
+        int Co, int Do, int Ho, int Wo, int kD, int kH, int kW, int sD, int sH, int sW, int pD,
+        int pH, int pW) {
+    __shared__ float ws[CONV_CO_TILE * CONV_CI_TILE * CONV_KMAX];
+    conv3d_body<unsigned short>(ws, x, w, bias, y, Ci, Di, Hi, Wi, Co, Do, Ho, Wo, kD, kH, kW, sD, sH, sW, pD,
+        pH, pW);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+    conv_transpose3d_f16w(const float *__restrict__ x, const unsigned short *__restrict__ w,
+        const float *__restrict__ bias, float *__restrict__ y, int Ci, int Di, int Hi, int Wi,
+        int Co, int Do, int Ho, int Wo, int kD, int kH, int kW, int sD, int sH, int sW, int pD,
+        int pH, int pW) {
+    __shared__ float ws[CONV_CO_TILE * CONV_CI_TILE * CONV_KMAX];
+    conv_transpose3d_body<unsigned short>(ws, x, w, bias, y, Ci, Di, Hi, Wi, Co, Do, Ho, Wo, kD, kH, kW, sD, sH, sW, pD,
+        pH, pW);
 }

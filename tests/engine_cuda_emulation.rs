@@ -333,6 +333,11 @@ fn conv3d_matches_reference() {
 }
 
 #[test]
+fn conv_with_f16_weights_matches_the_f32_kernels_bit_for_bit() {
+    cuda_parity::conv_f16_weights(backend());
+}
+
+#[test]
 fn conv_transpose3d_matches_reference() {
     cuda_parity::conv_transpose3d(backend());
 }

@@ -34,6 +34,12 @@ fn conv3d_matches_reference() {
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: cargo test --features cuda -- --ignored"]
+fn conv_with_f16_weights_matches_the_f32_kernels_bit_for_bit() {
+    cuda_parity::conv_f16_weights(gpu());
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: cargo test --features cuda -- --ignored"]
 fn conv_transpose3d_matches_reference() {
     cuda_parity::conv_transpose3d(gpu());
 }

@@ -1,6 +1,6 @@
 //! Parameters of engine operations (shared by every backend and the reference).
 
-use super::tensor::Tensor;
+use super::tensor::{Element, Tensor};
 use super::{shape_err, EngineError};
 
 /// Element-wise activation fused after a normalisation.
@@ -30,16 +30,17 @@ impl Activation {
 }
 
 /// A 3-D convolution: weight (O, I, kD, kH, kW), optional bias (O), stride and zero padding
-/// per axis (D, H, W). Output size per axis: `(in + 2·pad − k) / stride + 1`.
+/// per axis (D, H, W). Output size per axis: `(in + 2·pad − k) / stride + 1`. Weights are
+/// stored as f32 (default) or f16 (`Conv3d<half::f16>`, the CUDA `*_f16w` kernels).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Conv3d {
-    pub weight: Tensor,
+pub struct Conv3d<W: Element = f32> {
+    pub weight: Tensor<W>,
     pub bias: Option<Vec<f32>>,
     pub stride: [usize; 3],
     pub padding: [usize; 3],
 }
 
-impl Conv3d {
+impl<W: Element> Conv3d<W> {
     /// Output shape for input `x`, or a shape error.
     pub fn output_shape(&self, x: [usize; 5]) -> Result<[usize; 5], EngineError> {
         let w = self.weight.shape();
@@ -87,14 +88,14 @@ impl Conv3d {
 /// A 3-D transposed convolution: weight (I, O, kD, kH, kW), optional bias (O), stride and
 /// padding per axis. Output size per axis: `(in − 1)·stride − 2·pad + k`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConvTranspose3d {
-    pub weight: Tensor,
+pub struct ConvTranspose3d<W: Element = f32> {
+    pub weight: Tensor<W>,
     pub bias: Option<Vec<f32>>,
     pub stride: [usize; 3],
     pub padding: [usize; 3],
 }
 
-impl ConvTranspose3d {
+impl<W: Element> ConvTranspose3d<W> {
     pub fn output_shape(&self, x: [usize; 5]) -> Result<[usize; 5], EngineError> {
         let w = self.weight.shape();
         if w[0] != x[1] {

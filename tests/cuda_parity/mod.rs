@@ -19,6 +19,10 @@
 
 #![allow(dead_code)]
 
+use half::f16;
+use nephrod::engine::cuda::device::Device;
+use nephrod::engine::cuda::ops as cuda_ops;
+use nephrod::engine::cuda::DeviceBackend;
 use nephrod::engine::reference::{self, Interp};
 use nephrod::engine::{Activation, Backend, Conv3d, ConvTranspose3d, EngineError, Tensor};
 
@@ -475,4 +479,111 @@ pub fn resample(b: &dyn Backend) {
         b.resample_affine_grad(&x, &thetas()[0].1, &lcg_tensor([2, 3, 7, 12, 8], 1)),
         Err(EngineError::Shape { .. })
     ));
+}
+
+/// Weights stored as f16 (`conv3d_f16w`, `conv_transpose3d_f16w`): the output equals, bit for
+/// bit, the f32 kernel's on the same weights widened to f32 (staging widens exactly; the
+/// arithmetic is the same), and the reference within the conv bound. The weights include f16
+/// subnormals, the largest finite f16 and −0 so that the bit conversion is exercised.
+pub fn conv_f16_weights<D: Device>(b: &DeviceBackend<D>) {
+    let specials = [0x0001u16, 0x03ff, 0x7bff, 0x8000, 0x8401, 0x3c00];
+    let to_f16 = |w: &Tensor| {
+        let mut h = w.to_f16();
+        for (v, bits) in h.data_mut().iter_mut().zip(specials) {
+            *v = f16::from_bits(bits);
+        }
+        h
+    };
+    let conv_cases = [
+        ConvCase {
+            x: [1, 9, 5, 7, 6],
+            w: [5, 9, 3, 3, 3],
+            stride: [1, 1, 1],
+            padding: [1, 1, 1],
+            bias: true,
+        },
+        ConvCase {
+            x: [2, 2, 11, 6, 9],
+            w: [6, 2, 5, 1, 3],
+            stride: [2, 1, 2],
+            padding: [2, 0, 1],
+            bias: false,
+        },
+    ];
+    for (i, c) in conv_cases.iter().enumerate() {
+        let x = lcg_tensor(c.x, 40 + i as u64);
+        let w16 = to_f16(&lcg_tensor(c.w, 50 + i as u64));
+        let bias = c
+            .bias
+            .then(|| (0..c.w[0]).map(|o| 0.5 - 0.125 * o as f32).collect());
+        let conv16 = Conv3d {
+            weight: w16.clone(),
+            bias: bias.clone(),
+            stride: c.stride,
+            padding: c.padding,
+        };
+        let conv32 = Conv3d {
+            weight: w16.to_f32(),
+            bias,
+            stride: c.stride,
+            padding: c.padding,
+        };
+        let got16 = cuda_ops::conv3d(b.device(), &x, &conv16).unwrap();
+        let got32 = b.conv3d(&x, &conv32).unwrap();
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&got16),
+            bits(&got32),
+            "conv3d_f16w vs conv3d_f32, case {i}"
+        );
+        let abs_conv = Conv3d {
+            weight: abs_tensor(&conv32.weight),
+            bias: conv32
+                .bias
+                .as_ref()
+                .map(|b| b.iter().map(|v| v.abs()).collect()),
+            stride: c.stride,
+            padding: c.padding,
+        };
+        let want = reference::conv3d(&x, &conv32).unwrap();
+        let a = reference::conv3d(&abs_tensor(&x), &abs_conv).unwrap();
+        let taps = c.w[1] * c.w[2] * c.w[3] * c.w[4];
+        check_sum_bound("conv3d_f16w", &format!("case {i}"), &got16, &want, &a, taps);
+    }
+    // Transposed: nnU-Net's 2×2×2 stride-2 up-convolution and a general case.
+    for (i, (xs, ws, stride, padding)) in [
+        ([1, 10, 4, 5, 3], [10, 3, 2, 2, 2], [2, 2, 2], [0, 0, 0]),
+        ([2, 3, 5, 4, 6], [3, 5, 3, 3, 3], [2, 1, 2], [1, 1, 0]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x = lcg_tensor(xs, 60 + i as u64);
+        let w16 = to_f16(&lcg_tensor(ws, 70 + i as u64));
+        let bias = Some((0..ws[1]).map(|o| 0.25 * o as f32).collect::<Vec<f32>>());
+        let t16 = ConvTranspose3d {
+            weight: w16.clone(),
+            bias: bias.clone(),
+            stride,
+            padding,
+        };
+        let t32 = ConvTranspose3d {
+            weight: w16.to_f32(),
+            bias,
+            stride,
+            padding,
+        };
+        let got16 = cuda_ops::conv_transpose3d(b.device(), &x, &t16).unwrap();
+        let got32 = b.conv_transpose3d(&x, &t32).unwrap();
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&got16),
+            bits(&got32),
+            "conv_transpose3d_f16w, case {i}"
+        );
+        let want = reference::conv_transpose3d(&x, &t32).unwrap();
+        for (g, w) in got16.data().iter().zip(want.data()) {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+    }
 }

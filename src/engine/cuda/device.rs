@@ -18,6 +18,8 @@ pub enum Dtype {
     F32,
     F64,
     U32,
+    /// IEEE binary16 (`half::f16`), passed to kernels as `const unsigned short*` bits.
+    F16,
 }
 
 impl Dtype {
@@ -25,6 +27,7 @@ impl Dtype {
         match self {
             Dtype::F32 | Dtype::U32 => 4,
             Dtype::F64 => 8,
+            Dtype::F16 => 2,
         }
     }
 }
@@ -41,6 +44,9 @@ impl Elem for f64 {
 }
 impl Elem for u32 {
     const DTYPE: Dtype = Dtype::U32;
+}
+impl Elem for half::f16 {
+    const DTYPE: Dtype = Dtype::F16;
 }
 
 /// A typed device allocation of `len` elements (at least one element is allocated, so a
@@ -174,6 +180,7 @@ pub fn launch<D: Device>(
             (Arg::Buf(b), Param::ConstF32Ptr | Param::F32Ptr) => b.dtype == Dtype::F32,
             (Arg::Buf(b), Param::ConstF64Ptr | Param::F64Ptr) => b.dtype == Dtype::F64,
             (Arg::Buf(b), Param::U32Ptr) => b.dtype == Dtype::U32,
+            (Arg::Buf(b), Param::ConstF16BitsPtr) => b.dtype == Dtype::F16,
             (Arg::I32(_), Param::I32) | (Arg::I64(_), Param::I64) | (Arg::F32(_), Param::F32) => {
                 true
             }

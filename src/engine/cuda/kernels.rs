@@ -70,6 +70,8 @@ pub enum Param {
     F64Ptr,
     /// `unsigned int*`
     U32Ptr,
+    /// `const unsigned short*` — IEEE binary16 bits (f16 storage)
+    ConstF16BitsPtr,
     /// `int`
     I32,
     /// `long long`
@@ -121,6 +123,40 @@ pub const CONV_TRANSPOSE3D: KernelSig = KernelSig {
     module: Module::Conv3d,
     name: "conv_transpose3d_f32",
     params: CONV_PARAMS,
+};
+const CONV_F16W_PARAMS: &[Param] = &[
+    ConstF32Ptr,
+    ConstF16BitsPtr,
+    ConstF32Ptr,
+    F32Ptr,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+];
+
+pub const CONV3D_F16W: KernelSig = KernelSig {
+    module: Module::Conv3d,
+    name: "conv3d_f16w",
+    params: CONV_F16W_PARAMS,
+};
+pub const CONV_TRANSPOSE3D_F16W: KernelSig = KernelSig {
+    module: Module::Conv3d,
+    name: "conv_transpose3d_f16w",
+    params: CONV_F16W_PARAMS,
 };
 pub const NORM_STATS: KernelSig = KernelSig {
     module: Module::NormAct,
@@ -229,9 +265,11 @@ pub const RESAMPLE_GRAD: KernelSig = KernelSig {
 };
 
 /// Every kernel of every module.
-pub static ALL_KERNELS: [KernelSig; 13] = [
+pub static ALL_KERNELS: [KernelSig; 15] = [
     CONV3D,
     CONV_TRANSPOSE3D,
+    CONV3D_F16W,
+    CONV_TRANSPOSE3D_F16W,
     NORM_STATS,
     NORM_APPLY,
     ADD,
@@ -289,6 +327,7 @@ pub fn parse_declarations(source: &str) -> Result<Vec<(String, Vec<Param>)>, Str
                 ("double", true, true) => ConstF64Ptr,
                 ("double", true, false) => F64Ptr,
                 ("unsigned int", true, false) => U32Ptr,
+                ("unsigned short", true, true) => ConstF16BitsPtr,
                 ("int", false, _) => I32,
                 ("long long", false, _) => I64,
                 ("float", false, _) => F32,

@@ -7,12 +7,12 @@
 //! reported as [`EngineError::Device`] naming the op —
 //! never as a result computed some other way.
 
-use super::device::{self, alloc, download, launch, upload, Arg, Device, LaunchDims};
+use super::device::{self, alloc, download, launch, upload, Arg, Device, Dtype, Elem, LaunchDims};
 use super::kernels;
 use super::CudaError;
 use crate::engine::ops::{Activation, Conv3d, ConvTranspose3d};
 use crate::engine::reference::Interp;
-use crate::engine::tensor::Tensor;
+use crate::engine::tensor::{Element, Tensor};
 use crate::engine::{shape_err, Backend, EngineError};
 
 /// Threads per block of every kernel (the `*_THREADS` constants of `kernels/*.cu`).
@@ -88,12 +88,12 @@ fn spatial(s: [usize; 5]) -> usize {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn conv_like<D: Device>(
+fn conv_like<D: Device, W: Element + Elem>(
     dev: &D,
     op: &'static str,
     kernel: &'static kernels::KernelSig,
     x: &Tensor,
-    weight: &Tensor,
+    weight: &Tensor<W>,
     bias: Option<&[f32]>,
     out: [usize; 5],
     stride: [usize; 3],
@@ -165,13 +165,22 @@ fn conv_like<D: Device>(
     Tensor::new(out, download(dev, &yb).map_err(&fail)?)
 }
 
-/// `reference::conv3d` on the device (kernels/conv3d.cu, `conv3d_f32`).
-pub fn conv3d<D: Device>(dev: &D, x: &Tensor, conv: &Conv3d) -> Result<Tensor, EngineError> {
+/// `reference::conv3d` on the device (kernels/conv3d.cu): `conv3d_f32` for f32 weights,
+/// `conv3d_f16w` for f16 weights (uploaded as f16, widened exactly when staged).
+pub fn conv3d<D: Device, W: Element + Elem>(
+    dev: &D,
+    x: &Tensor,
+    conv: &Conv3d<W>,
+) -> Result<Tensor, EngineError> {
     let out = conv.output_shape(x.shape())?;
+    let kernel = match W::DTYPE {
+        Dtype::F16 => &kernels::CONV3D_F16W,
+        _ => &kernels::CONV3D,
+    };
     conv_like(
         dev,
         "conv3d",
-        &kernels::CONV3D,
+        kernel,
         x,
         &conv.weight,
         conv.bias.as_deref(),
@@ -181,17 +190,22 @@ pub fn conv3d<D: Device>(dev: &D, x: &Tensor, conv: &Conv3d) -> Result<Tensor, E
     )
 }
 
-/// `reference::conv_transpose3d` on the device (`conv_transpose3d_f32`, a gather).
-pub fn conv_transpose3d<D: Device>(
+/// `reference::conv_transpose3d` on the device (a gather): `conv_transpose3d_f32` or, for f16
+/// weights, `conv_transpose3d_f16w`.
+pub fn conv_transpose3d<D: Device, W: Element + Elem>(
     dev: &D,
     x: &Tensor,
-    conv: &ConvTranspose3d,
+    conv: &ConvTranspose3d<W>,
 ) -> Result<Tensor, EngineError> {
     let out = conv.output_shape(x.shape())?;
+    let kernel = match W::DTYPE {
+        Dtype::F16 => &kernels::CONV_TRANSPOSE3D_F16W,
+        _ => &kernels::CONV_TRANSPOSE3D,
+    };
     conv_like(
         dev,
         "conv_transpose3d",
-        &kernels::CONV_TRANSPOSE3D,
+        kernel,
         x,
         &conv.weight,
         conv.bias.as_deref(),
