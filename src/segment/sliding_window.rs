@@ -1,1 +1,400 @@
-//! (arrives with issue 5; see mod.rs)
+//! nnU-Net's sliding-window prediction (shared/docs/nnunet-inference.md §4), with the network as
+//! a parameter so that tests can feed nnU-Net's own network outputs.
+//!
+//! * Arrays are (1, C, D, H, W) = nnU-Net's (C, X, Y, Z) after `transpose_forward`.
+//! * An image smaller than the patch along an axis is zero-padded to the patch (`pad_lo =
+//!   diff / 2`), and the logits are cropped back.
+//! * Tile starts per axis: `n = ceil((image − patch) / (patch · step)) + 1`, start `i` =
+//!   round-half-even(i · (image − patch) / (n − 1)); tiles are visited axis 0 outermost.
+//! * Importance map ([`gaussian_importance`]): bit-exact with nnU-Net's `compute_gaussian` (f64
+//!   kernels normalised with numpy's pairwise sum, scaled to max 10, rounded f64 → f32 → f16,
+//!   zeros replaced by the smallest non-zero value).
+//! * Mirroring TTA: the network on the tile, plus, for every non-empty subset of the allowed
+//!   axes in `itertools.combinations` order, the flipped-back prediction of the flipped tile;
+//!   summed in f32 in that order and divided by the count.
+//! * Aggregation in f16 exactly as torch does it (`engine::cpu_pointwise::accumulate_patch`,
+//!   `normalize_accumulated`), or f32 when the plan says so; an infinite logit is an error.
+//! * Folds: f16 logits summed in order, `f16(f32(a) + f32(b))`, then `f16(f32(sum) / n)`.
+
+use half::f16;
+
+use crate::engine::{cpu_pointwise, EngineError, Tensor, TensorF16};
+use crate::segment::plan::{OutputHeads, SlidingWindow};
+
+/// Why a sliding-window prediction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SlidingWindowError {
+    #[error("network on tile {tile}: {message}")]
+    Network { tile: usize, message: String },
+    #[error("the network returned shape {got:?} for a tile of {want:?}")]
+    TileShape { got: [usize; 5], want: [usize; 5] },
+    #[error("input shape {0:?}: need (1, C, D, H, W) with non-empty axes")]
+    Input([usize; 5]),
+    #[error("an aggregated logit is infinite (f16 overflow), as nnU-Net would refuse")]
+    Infinite,
+    #[error("fold logits have different shapes")]
+    FoldShapes,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Tile start positions along one axis (`image ≥ patch`, `step` in (0, 1]).
+pub fn tile_starts(image: usize, patch: usize, step: f64) -> Vec<usize> {
+    if image <= patch {
+        return vec![0];
+    }
+    let target = patch as f64 * step;
+    let span = (image - patch) as f64;
+    let n = (span / target).ceil() as usize + 1;
+    if n <= 1 {
+        return vec![0];
+    }
+    let actual = span / (n - 1) as f64;
+    (0..n)
+        .map(|i| (actual * i as f64).round_ties_even() as usize)
+        .collect()
+}
+
+/// numpy's pairwise summation of a contiguous f64 array (`np.add.reduce`): blocks of ≤ 128
+/// with 8 partial sums, split recursively at a multiple of 8 below the half.
+pub fn pairwise_sum(a: &[f64]) -> f64 {
+    let n = a.len();
+    if n < 8 {
+        let mut res = 0.0;
+        for v in a {
+            res += v;
+        }
+        res
+    } else if n <= 128 {
+        let mut r = [0f64; 8];
+        r.copy_from_slice(&a[..8]);
+        let mut i = 8;
+        while i < n - (n % 8) {
+            for j in 0..8 {
+                r[j] += a[i + j];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        while i < n {
+            res += a[i];
+            i += 1;
+        }
+        res
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
+    }
+}
+
+/// scipy's 1-D Gaussian kernel of `gaussian_filter` (truncate 4) applied to a delta at
+/// `len / 2`: `phi(i − c) / Σ phi` inside the radius, 0 outside.
+fn gaussian_1d(len: usize, sigma: f64) -> Vec<f64> {
+    let radius = (4.0 * sigma + 0.5) as i64;
+    let phi: Vec<f64> = (-radius..=radius)
+        .map(|x| (-0.5 / (sigma * sigma) * (x * x) as f64).exp())
+        .collect();
+    let sum = pairwise_sum(&phi);
+    let c = (len / 2) as i64;
+    (0..len as i64)
+        .map(|i| {
+            let x = i - c;
+            if x.abs() <= radius {
+                phi[(x + radius) as usize] / sum
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// nnU-Net's `compute_gaussian(patch, sigma_scale, value_scaling_factor)` as f16, (D, H, W)
+/// order, W fastest.
+pub fn gaussian_importance(patch: [usize; 3], sigma_scale: f64, value_scale: f64) -> Vec<f16> {
+    let k: Vec<Vec<f64>> = (0..3)
+        .map(|a| gaussian_1d(patch[a], patch[a] as f64 * sigma_scale))
+        .collect();
+    let mut g = Vec::with_capacity(patch.iter().product());
+    for &a in &k[0] {
+        for &b in &k[1] {
+            for &c in &k[2] {
+                g.push((a * b) * c);
+            }
+        }
+    }
+    let max = g.iter().copied().fold(f64::MIN, f64::max);
+    let scale = max / value_scale;
+    let mut h: Vec<f16> = g
+        .iter()
+        .map(|v| f16::from_f32((v / scale) as f32))
+        .collect();
+    let min_nonzero = h
+        .iter()
+        .filter(|v| v.to_f32() != 0.0)
+        .copied()
+        .fold(f16::INFINITY, f16::min);
+    for v in &mut h {
+        if v.to_f32() == 0.0 {
+            *v = min_nonzero;
+        }
+    }
+    h
+}
+
+/// Non-empty subsets of `axes` in `itertools.combinations` order (by size, then lexicographic).
+pub fn mirror_combinations(axes: &[usize]) -> Vec<Vec<usize>> {
+    let n = axes.len();
+    let mut out = Vec::new();
+    for size in 1..=n {
+        let mut idx: Vec<usize> = (0..size).collect();
+        loop {
+            out.push(idx.iter().map(|&i| axes[i]).collect());
+            // next combination
+            let mut i = size;
+            let mut advanced = false;
+            while i > 0 {
+                i -= 1;
+                if idx[i] < n - size + i {
+                    idx[i] += 1;
+                    for j in i + 1..size {
+                        idx[j] = idx[j - 1] + 1;
+                    }
+                    advanced = true;
+                    break;
+                }
+            }
+            if !advanced {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// `t` reversed along the spatial axes `axes` (0 = D, 1 = H, 2 = W).
+pub fn flip(t: &Tensor, axes: &[usize]) -> Tensor {
+    let s = t.shape();
+    let f = [0, 1, 2].map(|a| axes.contains(&a));
+    Tensor::from_fn(s, |[n, c, d, h, w]| {
+        let d = if f[0] { s[2] - 1 - d } else { d };
+        let h = if f[1] { s[3] - 1 - h } else { h };
+        let w = if f[2] { s[4] - 1 - w } else { w };
+        t.at([n, c, d, h, w])
+    })
+}
+
+/// The network's prediction for one tile with mirroring over `mirror_axes` (§4.4), f32.
+pub fn predict_with_mirroring<E: std::fmt::Display>(
+    tile: &Tensor,
+    mirror_axes: &[usize],
+    net: &mut dyn FnMut(&Tensor) -> Result<Tensor, E>,
+) -> Result<Tensor, String> {
+    let mut p = net(tile).map_err(|e| e.to_string())?;
+    let combos = mirror_combinations(mirror_axes);
+    if combos.is_empty() {
+        return Ok(p);
+    }
+    for axes in &combos {
+        let q = flip(&net(&flip(tile, axes)).map_err(|e| e.to_string())?, axes);
+        if q.shape() != p.shape() {
+            return Err(format!("mirrored prediction shape {:?}", q.shape()));
+        }
+        for (a, b) in p.data_mut().iter_mut().zip(q.data()) {
+            *a += b;
+        }
+    }
+    let n = (combos.len() + 1) as f32;
+    for a in p.data_mut() {
+        *a /= n;
+    }
+    Ok(p)
+}
+
+fn crop(t: &Tensor, start: [usize; 3], size: [usize; 3]) -> Tensor {
+    let s = t.shape();
+    Tensor::from_fn([s[0], s[1], size[0], size[1], size[2]], |[n, c, d, h, w]| {
+        t.at([n, c, d + start[0], h + start[1], w + start[2]])
+    })
+}
+
+fn crop_f16(t: &TensorF16, start: [usize; 3], size: [usize; 3]) -> TensorF16 {
+    let s = t.shape();
+    TensorF16::from_fn([s[0], s[1], size[0], size[1], size[2]], |[n, c, d, h, w]| {
+        t.at([n, c, d + start[0], h + start[1], w + start[2]])
+    })
+}
+
+/// One sliding-window prediction of `data` (1, C, D, H, W) → logits (1, heads, D, H, W) in
+/// f16 (nnU-Net's `predict_sliding_window_return_logits`). `mirror_axes` empty = no TTA.
+/// `progress(done, total)` is called after every tile.
+pub fn predict_sliding_window<E: std::fmt::Display>(
+    data: &Tensor,
+    window: &SlidingWindow,
+    heads: usize,
+    mirror_axes: &[usize],
+    net: &mut dyn FnMut(&Tensor) -> Result<Tensor, E>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TensorF16, SlidingWindowError> {
+    let s = data.shape();
+    if s[0] != 1 || s[1] == 0 || s[2..].contains(&0) {
+        return Err(SlidingWindowError::Input(s));
+    }
+    let patch = window.patch_size;
+    let img = [s[2], s[3], s[4]];
+    // Pad to at least the patch (constant 0).
+    let padded_size = [0, 1, 2].map(|a| img[a].max(patch[a]));
+    let pad_lo = [0, 1, 2].map(|a| (padded_size[a] - img[a]) / 2);
+    let padded = if padded_size == img {
+        data.clone()
+    } else {
+        let mut p = Tensor::zeros([1, s[1], padded_size[0], padded_size[1], padded_size[2]]);
+        for c in 0..s[1] {
+            for d in 0..img[0] {
+                for h in 0..img[1] {
+                    for w in 0..img[2] {
+                        let o = p.offset([0, c, d + pad_lo[0], h + pad_lo[1], w + pad_lo[2]]);
+                        p.data_mut()[o] = data.at([0, c, d, h, w]);
+                    }
+                }
+            }
+        }
+        p
+    };
+    let starts: Vec<Vec<usize>> = (0..3)
+        .map(|a| tile_starts(padded_size[a], patch[a], window.step_size))
+        .collect();
+    let total = starts[0].len() * starts[1].len() * starts[2].len();
+    let gaussian = gaussian_importance(
+        patch,
+        window.gaussian_sigma_scale,
+        window.gaussian_value_scale,
+    );
+    let out_shape = [1, heads, padded_size[0], padded_size[1], padded_size[2]];
+    let spatial: usize = padded_size.iter().product();
+    let want = [1, heads, patch[0], patch[1], patch[2]];
+    let mut tile_index = 0;
+    let logits = if window.accumulate_f16 {
+        let mut acc = TensorF16::zeros(out_shape);
+        let mut wsum = vec![f16::ZERO; spatial];
+        for &a in &starts[0] {
+            for &b in &starts[1] {
+                for &c in &starts[2] {
+                    let tile = crop(&padded, [a, b, c], patch);
+                    let p = predict_with_mirroring(&tile, mirror_axes, net).map_err(|message| {
+                        SlidingWindowError::Network {
+                            tile: tile_index,
+                            message,
+                        }
+                    })?;
+                    if p.shape() != want {
+                        return Err(SlidingWindowError::TileShape {
+                            got: p.shape(),
+                            want,
+                        });
+                    }
+                    cpu_pointwise::accumulate_patch(&mut acc, &mut wsum, &p, &gaussian, [a, b, c])?;
+                    tile_index += 1;
+                    progress(tile_index, total);
+                }
+            }
+        }
+        cpu_pointwise::normalize_accumulated(&acc, &wsum)?
+    } else {
+        let g32: Vec<f32> = gaussian.iter().map(|g| g.to_f32()).collect();
+        let mut acc = Tensor::zeros(out_shape);
+        let mut wsum = vec![0f32; spatial];
+        for &a in &starts[0] {
+            for &b in &starts[1] {
+                for &c in &starts[2] {
+                    let tile = crop(&padded, [a, b, c], patch);
+                    let p = predict_with_mirroring(&tile, mirror_axes, net).map_err(|message| {
+                        SlidingWindowError::Network {
+                            tile: tile_index,
+                            message,
+                        }
+                    })?;
+                    if p.shape() != want {
+                        return Err(SlidingWindowError::TileShape {
+                            got: p.shape(),
+                            want,
+                        });
+                    }
+                    cpu_pointwise::accumulate_patch(&mut acc, &mut wsum, &p, &g32, [a, b, c])?;
+                    tile_index += 1;
+                    progress(tile_index, total);
+                }
+            }
+        }
+        cpu_pointwise::normalize_accumulated(&acc, &wsum)?.to_f16()
+    };
+    if logits.data().iter().any(|v| v.is_infinite()) {
+        return Err(SlidingWindowError::Infinite);
+    }
+    Ok(if padded_size == img {
+        logits
+    } else {
+        crop_f16(&logits, pad_lo, img)
+    })
+}
+
+/// nnU-Net's fold ensemble of f16 logits (§4.6).
+pub fn average_folds(folds: Vec<TensorF16>) -> Result<TensorF16, SlidingWindowError> {
+    let mut it = folds.into_iter();
+    let Some(mut sum) = it.next() else {
+        return Err(SlidingWindowError::FoldShapes);
+    };
+    let mut n = 1usize;
+    for f in it {
+        if f.shape() != sum.shape() {
+            return Err(SlidingWindowError::FoldShapes);
+        }
+        for (a, b) in sum.data_mut().iter_mut().zip(f.data()) {
+            *a = f16::from_f32(a.to_f32() + b.to_f32());
+        }
+        n += 1;
+    }
+    if n > 1 {
+        for a in sum.data_mut() {
+            *a = f16::from_f32(a.to_f32() / n as f32);
+        }
+    }
+    Ok(sum)
+}
+
+/// Label map from f16 logits (1, heads, …) (§2): argmax (first maximum) for label heads;
+/// for regions `sigmoid(f32(logit)) > 0.5` in class order, later regions overwriting.
+pub fn decode_labels(logits: &TensorF16, heads: &OutputHeads) -> Vec<u16> {
+    let s = logits.shape();
+    let len = logits.spatial_len();
+    let mut out = vec![0u16; len];
+    match heads {
+        OutputHeads::Labels { .. } => {
+            let mut best: Vec<f32> = logits.channel(0, 0).iter().map(|v| v.to_f32()).collect();
+            for c in 1..s[1] {
+                for ((o, b), v) in out
+                    .iter_mut()
+                    .zip(best.iter_mut())
+                    .zip(logits.channel(0, c))
+                {
+                    let v = v.to_f32();
+                    if v > *b {
+                        *b = v;
+                        *o = c as u16;
+                    }
+                }
+            }
+        }
+        OutputHeads::Regions { class_order, .. } => {
+            for (c, label) in class_order.iter().enumerate().take(s[1]) {
+                for (o, v) in out.iter_mut().zip(logits.channel(0, c)) {
+                    let x = v.to_f32();
+                    if 1.0 / (1.0 + (-x).exp()) > 0.5 {
+                        *o = *label;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
