@@ -28,7 +28,7 @@ pub use backend::{Backend, CpuBackend};
 pub use cuda::select_backend;
 pub use ops::{Activation, Conv3d, ConvTranspose3d};
 pub use reference::Interp;
-pub use tensor::{Element, Tensor, TensorF16};
+pub use tensor::{f16_from_f64, Element, Tensor, TensorF16};
 
 /// Errors of engine operations. Each names the op and the shapes involved.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -159,3 +159,53 @@ impl<T: Element> Tensor<T> {
         }
     }
 }
+
+/// `v` rounded to f16 in one step, to nearest with ties to even (numpy's `float64 → float16`).
+/// `half::f16::from_f64` goes through f32 and can round twice (1 + 2⁻¹¹ + 2⁻⁴⁰ → 1.0 instead
+/// of 1 + 2⁻¹⁰); nnU-Net's export resampling writes f64 results into f16 arrays with numpy.
+pub fn f16_from_f64(v: f64) -> f16 {
+    if v.is_nan() {
+        return f16::NAN;
+    }
+    let a = v.abs();
+    let mag = if a >= 65520.0 {
+        f16::INFINITY
+    } else if a <= 2f64.powi(-25) {
+        f16::ZERO // 2⁻²⁵ is the tie between 0 and the smallest subnormal: even is 0
+    } else {
+        // exponent of a (a is normal in f64 here)
+        let e = ((a.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+        let quantum = 2f64.powi(e.max(-14) - 10);
+        let r = (a / quantum).round_ties_even() * quantum; // exact: scaling by powers of 2
+        f16::from_f64(r) // r is an f16 value, converted exactly
+    };
+    if v.is_sign_negative() {
+        -mag
+    } else {
+        mag
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_from_f64_rounds_once() {
+        let v = 1.0f64 + 2f64.powi(-11) + 2f64.powi(-40);
+        assert_eq!(f16_from_f64(v).to_bits(), 0x3c01);
+        assert_eq!(f16_from_f64(1.0 + 2f64.powi(-11)).to_bits(), 0x3c00); // tie → even
+        assert_eq!(f16_from_f64(65519.99), f16::MAX);
+        assert_eq!(f16_from_f64(65520.0), f16::INFINITY);
+        assert_eq!(f16_from_f64(-2f64.powi(-25)).to_bits(), 0x8000);
+        assert_eq!(f16_from_f64(2f64.powi(-25) * 1.000001).to_bits(), 0x0001);
+        assert_eq!(f16_from_f64(3.0 * 2f64.powi(-25)).to_bits(), 0x0002); // 1.5 quanta → 2
+                                                                          // Every f16 value converts to itself.
+        for bits in 0u16..=0xffff {
+            let h = f16::from_bits(bits);
+            if !h.is_nan() {
+                assert_eq!(f16_from_f64(h.to_f64()).to_bits(), bits);
+            }
+        }
+    }
+}
