@@ -108,7 +108,7 @@ fn prefilter_line(c: &mut [f64]) {
 
 /// Per output index along one axis: first tap index (may be negative before clamping) and the
 /// tap weights.
-fn axis_taps(n_in: usize, n_out: usize, order: u8, pad: usize) -> Vec<(isize, [f64; 4])> {
+fn axis_taps(n_in: usize, n_out: usize, order: u8, pad: usize) -> Vec<Taps> {
     let scale = n_in as f64 / n_out as f64;
     (0..n_out)
         .map(|k| {
@@ -130,6 +130,9 @@ fn axis_taps(n_in: usize, n_out: usize, order: u8, pad: usize) -> Vec<(isize, [f
         })
         .collect()
 }
+
+/// First tap index and tap weights of one output index along one axis.
+type Taps = (isize, [f64; 4]);
 
 fn clamp_index(i: isize, n: usize) -> usize {
     i.clamp(0, n as isize - 1) as usize
@@ -224,13 +227,13 @@ pub fn spline_resize(
         (x.to_vec(), shape.to_vec(), 0)
     };
     let ntap = if order == 3 { 4 } else { 2 };
-    let taps: Vec<Vec<(isize, [f64; 4])>> = (0..r)
+    let taps: Vec<Vec<Taps>> = (0..r)
         .map(|a| axis_taps(shape[a], out_shape[a], order, pad))
         .collect();
     let min = x.iter().copied().fold(f64::INFINITY, f64::min);
     let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     // Pad the rank to 3 with a leading unit axis for one evaluation loop.
-    let (cs, os, tp): ([usize; 3], [usize; 3], [&[(isize, [f64; 4])]; 3]);
+    let (cs, os, tp): ([usize; 3], [usize; 3], [&[Taps]; 3]);
     let unit = vec![(0isize, [1.0, 0.0, 0.0, 0.0])];
     if r == 3 {
         cs = [cshape[0], cshape[1], cshape[2]];
