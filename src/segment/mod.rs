@@ -7,8 +7,10 @@
 //! * [`resample`] — nnU-Net's resampling, bit-exact in f64 (§3.5).
 //! * [`unet`] — PlainConvUNet / ResidualEncoderUNet forward on an engine backend (§1.5–1.6).
 //! * [`sliding_window`] — tiles, Gaussian, mirroring TTA, fp16 aggregation, folds (§4).
+//! * [`pipeline`] — a CT volume and a model bundle → a label map on the same grid.
 //! * [`postprocess`] — connected-component rules and per-lesion instances (method.md C.5).
 
+pub mod pipeline;
 pub mod plan;
 pub mod postprocess;
 pub mod preprocess;
