@@ -107,4 +107,21 @@ fn segment_matches_nnunet_predictor_with_and_without_tta() {
             "{name}: a label differs where nnU-Net was not near a tie"
         );
     }
+    // --kits-postprocess applies the seed-004 rules to the same label map.
+    let out = tmp.path().join("seg_pp.nii.gz");
+    nephrod(&[
+        "segment",
+        p(&ct),
+        "--model",
+        p(&bundle),
+        "--out",
+        p(&out),
+        "--no-tta",
+        "--kits-postprocess",
+    ]);
+    let pp = nifti::read_labels(&out).unwrap();
+    let mut plain = nifti::read_labels(&tmp.path().join("seg_notta.nii.gz")).unwrap();
+    let d = plain.dims();
+    nephrod::segment::postprocess::postprocess_kits(plain.data_mut(), [d[2], d[1], d[0]]);
+    assert_eq!(pp.data(), plain.data());
 }

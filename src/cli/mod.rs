@@ -120,6 +120,10 @@ pub enum Command {
         /// In a DICOM folder: the series' detected contrast phase (e.g. portal).
         #[arg(long)]
         phase: Option<String>,
+        /// Apply seed 004's post-processing (labels 1 kidney, 2 tumour, 3 cyst): masses without
+        /// kidney contact → background, small kidney fragments → their surroundings' label.
+        #[arg(long)]
+        kits_postprocess: bool,
     },
     /// Model bundles: import trained nnU-Net v2 models, verify bundles.
     Models {
@@ -235,6 +239,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             device,
             series,
             phase,
+            kits_postprocess,
         } => segment::run(&segment::SegmentArgs {
             input: &input,
             model: &model,
@@ -243,6 +248,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             device,
             series: series.as_deref(),
             phase: phase.as_deref(),
+            kits_postprocess,
         }),
         Command::Models {
             what:

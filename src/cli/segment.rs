@@ -14,6 +14,7 @@ use super::segment_input;
 use crate::engine::select_backend;
 use crate::models::bundle::Bundle;
 use crate::segment::pipeline::{segment_volume, Progress, SegmentOptions};
+use crate::segment::postprocess::postprocess_kits;
 use crate::volume::nifti;
 
 /// Which engine backend `--device` asks for.
@@ -31,6 +32,7 @@ pub struct SegmentArgs<'a> {
     pub device: Device,
     pub series: Option<&'a str>,
     pub phase: Option<&'a str>,
+    pub kits_postprocess: bool,
 }
 
 pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
@@ -52,7 +54,7 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
     );
     let start = Instant::now();
     let mut last = 0usize;
-    let labels = segment_volume(
+    let mut labels = segment_volume(
         &input.volume,
         &bundle,
         backend.as_ref(),
@@ -77,6 +79,15 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     eprintln!();
+    if a.kits_postprocess {
+        let dims = labels.dims();
+        // Volume memory is [k][j][i]: the rules only use neighbourhoods.
+        let r = postprocess_kits(labels.data_mut(), [dims[2], dims[1], dims[0]]);
+        eprintln!(
+            "post-processing (seed 004): {} tumour/cyst component(s) without kidney contact removed ({} voxels), {} kidney fragment(s) relabelled ({} voxels)",
+            r.masses_removed, r.mass_voxels_removed, r.kidney_fragments_relabelled, r.kidney_voxels_relabelled
+        );
+    }
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
