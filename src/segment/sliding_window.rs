@@ -18,7 +18,7 @@
 
 use half::f16;
 
-use crate::engine::{cpu_pointwise, EngineError, Tensor, TensorF16};
+use crate::engine::{cpu_pointwise, Element, EngineError, Tensor, TensorF16};
 use crate::segment::plan::{OutputHeads, SlidingWindow};
 
 /// Why a sliding-window prediction failed.
@@ -225,6 +225,51 @@ fn crop_f16(t: &TensorF16, start: [usize; 3], size: [usize; 3]) -> TensorF16 {
     })
 }
 
+/// The tiles of one prediction and where their results go.
+struct Tiles<'a> {
+    padded: &'a Tensor,
+    starts: &'a [Vec<usize>],
+    patch: [usize; 3],
+    out_shape: [usize; 5],
+    want: [usize; 5],
+    mirror_axes: &'a [usize],
+    total: usize,
+}
+
+impl Tiles<'_> {
+    /// Runs every tile (axis 0 outermost) and aggregates with storage `T`.
+    fn run<T: Element, E: std::fmt::Display>(
+        &self,
+        gaussian: &[T],
+        net: &mut dyn FnMut(&Tensor) -> Result<Tensor, E>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Tensor<T>, SlidingWindowError> {
+        let mut acc = Tensor::<T>::zeros(self.out_shape);
+        let spatial = self.out_shape[2] * self.out_shape[3] * self.out_shape[4];
+        let mut wsum = vec![T::default(); spatial];
+        let mut tile = 0;
+        for &a in &self.starts[0] {
+            for &b in &self.starts[1] {
+                for &c in &self.starts[2] {
+                    let x = crop(self.padded, [a, b, c], self.patch);
+                    let p = predict_with_mirroring(&x, self.mirror_axes, net)
+                        .map_err(|message| SlidingWindowError::Network { tile, message })?;
+                    if p.shape() != self.want {
+                        return Err(SlidingWindowError::TileShape {
+                            got: p.shape(),
+                            want: self.want,
+                        });
+                    }
+                    cpu_pointwise::accumulate_patch(&mut acc, &mut wsum, &p, gaussian, [a, b, c])?;
+                    tile += 1;
+                    progress(tile, self.total);
+                }
+            }
+        }
+        Ok(cpu_pointwise::normalize_accumulated(&acc, &wsum)?)
+    }
+}
+
 /// One sliding-window prediction of `data` (1, C, D, H, W) → logits (1, heads, D, H, W) in
 /// f16 (nnU-Net's `predict_sliding_window_return_logits`). `mirror_axes` empty = no TTA.
 /// `progress(done, total)` is called after every tile.
@@ -271,62 +316,21 @@ pub fn predict_sliding_window<E: std::fmt::Display>(
         window.gaussian_value_scale,
     );
     let out_shape = [1, heads, padded_size[0], padded_size[1], padded_size[2]];
-    let spatial: usize = padded_size.iter().product();
     let want = [1, heads, patch[0], patch[1], patch[2]];
-    let mut tile_index = 0;
+    let tiles = Tiles {
+        padded: &padded,
+        starts: &starts,
+        patch,
+        out_shape,
+        want,
+        mirror_axes,
+        total,
+    };
     let logits = if window.accumulate_f16 {
-        let mut acc = TensorF16::zeros(out_shape);
-        let mut wsum = vec![f16::ZERO; spatial];
-        for &a in &starts[0] {
-            for &b in &starts[1] {
-                for &c in &starts[2] {
-                    let tile = crop(&padded, [a, b, c], patch);
-                    let p = predict_with_mirroring(&tile, mirror_axes, net).map_err(|message| {
-                        SlidingWindowError::Network {
-                            tile: tile_index,
-                            message,
-                        }
-                    })?;
-                    if p.shape() != want {
-                        return Err(SlidingWindowError::TileShape {
-                            got: p.shape(),
-                            want,
-                        });
-                    }
-                    cpu_pointwise::accumulate_patch(&mut acc, &mut wsum, &p, &gaussian, [a, b, c])?;
-                    tile_index += 1;
-                    progress(tile_index, total);
-                }
-            }
-        }
-        cpu_pointwise::normalize_accumulated(&acc, &wsum)?
+        tiles.run(&gaussian, net, progress)?
     } else {
         let g32: Vec<f32> = gaussian.iter().map(|g| g.to_f32()).collect();
-        let mut acc = Tensor::zeros(out_shape);
-        let mut wsum = vec![0f32; spatial];
-        for &a in &starts[0] {
-            for &b in &starts[1] {
-                for &c in &starts[2] {
-                    let tile = crop(&padded, [a, b, c], patch);
-                    let p = predict_with_mirroring(&tile, mirror_axes, net).map_err(|message| {
-                        SlidingWindowError::Network {
-                            tile: tile_index,
-                            message,
-                        }
-                    })?;
-                    if p.shape() != want {
-                        return Err(SlidingWindowError::TileShape {
-                            got: p.shape(),
-                            want,
-                        });
-                    }
-                    cpu_pointwise::accumulate_patch(&mut acc, &mut wsum, &p, &g32, [a, b, c])?;
-                    tile_index += 1;
-                    progress(tile_index, total);
-                }
-            }
-        }
-        cpu_pointwise::normalize_accumulated(&acc, &wsum)?.to_f16()
+        tiles.run(&g32, net, progress)?.to_f16()
     };
     if logits.data().iter().any(|v| v.is_infinite()) {
         return Err(SlidingWindowError::Infinite);
