@@ -236,3 +236,29 @@ fn folds_average_in_f16_and_labels_decode_like_nnunet() {
     let t = TensorF16::new([1, 3, 1, 1, 5], data).unwrap();
     assert_eq!(decode_labels(&t, &regions), vec![1, 3, 2, 2, 0]);
 }
+
+#[test]
+fn invalid_settings_from_a_manifest_are_typed_errors() {
+    let x = Tensor::zeros([1, 1, 4, 4, 4]);
+    let mut net = |t: &Tensor| -> Result<Tensor, String> { Ok(t.clone()) };
+    for (patch, step) in [
+        ([0, 4, 4], 0.5),
+        ([4, 4, 4], 0.0),
+        ([4, 4, 4], 1.5),
+        ([4, 4, 4], f64::NAN),
+    ] {
+        let window = SlidingWindow {
+            patch_size: patch,
+            step_size: step,
+            gaussian_sigma_scale: 1.0 / 8.0,
+            gaussian_value_scale: 10.0,
+            mirror_axes: vec![],
+            accumulate_f16: true,
+        };
+        let r = predict_sliding_window(&x, &window, 1, &[], &mut net, &mut |_, _| {});
+        assert!(
+            matches!(r, Err(SlidingWindowError::Settings(_))),
+            "{patch:?} {step}"
+        );
+    }
+}

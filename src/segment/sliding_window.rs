@@ -32,6 +32,8 @@ pub enum SlidingWindowError {
     Input([usize; 5]),
     #[error("an aggregated logit is infinite (f16 overflow), as nnU-Net would refuse")]
     Infinite,
+    #[error("sliding-window settings: {0}")]
+    Settings(String),
     #[error("fold logits have different shapes")]
     FoldShapes,
     #[error(transparent)]
@@ -286,6 +288,12 @@ pub fn predict_sliding_window<E: std::fmt::Display>(
         return Err(SlidingWindowError::Input(s));
     }
     let patch = window.patch_size;
+    if patch.contains(&0) || !(window.step_size > 0.0 && window.step_size <= 1.0) {
+        return Err(SlidingWindowError::Settings(format!(
+            "patch {patch:?} and step {} (need a non-empty patch and 0 < step ≤ 1)",
+            window.step_size
+        )));
+    }
     let img = [s[2], s[3], s[4]];
     // Pad to at least the patch (constant 0).
     let padded_size = [0, 1, 2].map(|a| img[a].max(patch[a]));
