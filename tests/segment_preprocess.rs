@@ -122,3 +122,21 @@ fn export_geometry_inverts_the_forward_steps() {
         assert_eq!(*b, if inside { *l } else { 0 }, "voxel {i}");
     }
 }
+
+#[test]
+fn corrupt_spacings_are_typed_errors() {
+    let mut plan = plain_plan();
+    let x = vec![1.0f32; 4 * 5 * 6];
+    plan.preprocessing.spacing_mm = [0.0, 1.0, 1.0];
+    assert!(matches!(
+        preprocess(vec![x.clone()], [4, 5, 6], [1.0; 3], &plan),
+        Err(nephrod::segment::preprocess::PreprocessError::Spacing { .. })
+    ));
+    plan.preprocessing.spacing_mm = [1e-6, 1.0, 1.0];
+    assert!(matches!(
+        preprocess(vec![x.clone()], [4, 5, 6], [1.0; 3], &plan),
+        Err(nephrod::segment::preprocess::PreprocessError::TooLarge(_))
+    ));
+    plan.preprocessing.spacing_mm = [1.0; 3];
+    assert!(preprocess(vec![x], [4, 5, 6], [f64::NAN, 1.0, 1.0], &plan).is_err());
+}

@@ -24,9 +24,19 @@ pub enum PreprocessError {
     Length { got: usize, shape: [usize; 3] },
     #[error("transpose {0:?} is not a permutation of 0, 1, 2")]
     Transpose([usize; 3]),
+    #[error("spacing {what} {spacing:?} mm: must be finite and > 0")]
+    Spacing {
+        what: &'static str,
+        spacing: [f64; 3],
+    },
+    #[error("resampled shape {0:?} is implausible (more than {MAX_AXIS} voxels along an axis)")]
+    TooLarge([usize; 3]),
     #[error(transparent)]
     Resample(#[from] ResampleError),
 }
+
+/// Largest network-resolution size per axis accepted (a guard against corrupt spacings).
+pub const MAX_AXIS: usize = 8192;
 
 /// What export needs to put results back (nnU-Net's properties dict).
 #[derive(Debug, Clone, PartialEq)]
@@ -190,7 +200,15 @@ pub fn preprocess(
     let bbox = nonzero_bbox(&transposed, tshape);
     let cshape = bbox.map(|[a, b]| b - a);
     let target = plan.preprocessing.spacing_mm;
+    for (what, sp) in [("of the image", tspacing), ("of the model", target)] {
+        if sp.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+            return Err(PreprocessError::Spacing { what, spacing: sp });
+        }
+    }
     let new_shape = compute_new_shape(cshape, tspacing, target);
+    if new_shape.iter().any(|&n| n > MAX_AXIS) {
+        return Err(PreprocessError::TooLarge(new_shape));
+    }
     let settings = plan.preprocessing.resample_data;
     let sep = separate_axis(tspacing, target, settings.force_separate_z);
     let mut data = Vec::with_capacity(transposed.len() * new_shape.iter().product::<usize>());
