@@ -121,7 +121,8 @@ pub enum Command {
         #[arg(long)]
         phase: Option<String>,
         /// Apply seed 004's post-processing (labels 1 kidney, 2 tumour, 3 cyst): masses without
-        /// kidney contact → background, small kidney fragments → their surroundings' label.
+        /// kidney contact → background, small kidney fragments → their surroundings' label;
+        /// then list every lesion (side, pole, volume, axial diameter, centre).
         #[arg(long)]
         kits_postprocess: bool,
     },

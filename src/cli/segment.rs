@@ -13,6 +13,7 @@ use anyhow::Context;
 use super::segment_input;
 use crate::engine::select_backend;
 use crate::models::bundle::Bundle;
+use crate::segment::instances::lesion_instances;
 use crate::segment::pipeline::{segment_volume, Progress, SegmentOptions};
 use crate::segment::postprocess::postprocess_kits;
 use crate::volume::nifti;
@@ -87,6 +88,20 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
             "post-processing (seed 004): {} tumour/cyst component(s) without kidney contact removed ({} voxels), {} kidney fragment(s) relabelled ({} voxels)",
             r.masses_removed, r.mass_voxels_removed, r.kidney_fragments_relabelled, r.kidney_voxels_relabelled
         );
+        for l in lesion_instances(&labels) {
+            eprintln!(
+                "lesion {}: {:?}, {:?} side, {:?} pole, {:.2} mL, max axial diameter {:.1} mm, centre LPS ({:.1}, {:.1}, {:.1}) mm",
+                l.id,
+                l.kind,
+                l.side,
+                l.pole,
+                l.volume_ml,
+                l.max_axial_diameter_mm,
+                l.centre_lps_mm[0],
+                l.centre_lps_mm[1],
+                l.centre_lps_mm[2]
+            );
+        }
     }
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

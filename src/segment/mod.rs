@@ -7,9 +7,11 @@
 //! * [`resample`] — nnU-Net's resampling, bit-exact in f64 (§3.5).
 //! * [`unet`] — PlainConvUNet / ResidualEncoderUNet forward on an engine backend (§1.5–1.6).
 //! * [`sliding_window`] — tiles, Gaussian, mirroring TTA, fp16 aggregation, folds (§4).
+//! * [`instances`] — per-lesion side, pole, volume, axial diameter and centre.
 //! * [`pipeline`] — a CT volume and a model bundle → a label map on the same grid.
 //! * [`postprocess`] — connected-component rules and per-lesion instances (method.md C.5).
 
+pub mod instances;
 pub mod pipeline;
 pub mod plan;
 pub mod postprocess;
