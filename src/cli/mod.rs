@@ -16,6 +16,7 @@ mod segment_input;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::models::nnunet::PostprocessingSource;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -125,6 +126,18 @@ pub enum Command {
         /// then list every lesion (side, pole, volume, axial diameter, centre).
         #[arg(long)]
         kits_postprocess: bool,
+        /// For a cascade stage (3d_cascade_fullres): the previous stage's bundle (3d_lowres),
+        /// run first on the same image.
+        #[arg(long, conflicts_with = "previous_seg")]
+        previous_stage: Option<PathBuf>,
+        /// For a cascade stage: the previous stage's label map (NIfTI on the image's grid)
+        /// instead of running it.
+        #[arg(long)]
+        previous_seg: Option<PathBuf>,
+        /// Do not apply the model's nnU-Net post-processing rules (postprocessing.json found at
+        /// import), i.e. write what `nnUNetv2_predict` alone writes.
+        #[arg(long)]
+        no_nnunet_postprocessing: bool,
     },
     /// Model bundles: import trained nnU-Net v2 models, verify bundles.
     Models {
@@ -159,6 +172,13 @@ pub enum ModelsCommand {
         /// check against the plans still applies).
         #[arg(long)]
         allow_custom_trainer: bool,
+        /// nnU-Net's postprocessing.json to apply after inference (default: the one in
+        /// crossval_results_folds_<folds>/ of the model folder, if present).
+        #[arg(long, conflicts_with = "no_postprocessing")]
+        postprocessing: Option<PathBuf>,
+        /// Import without nnU-Net post-processing rules.
+        #[arg(long)]
+        no_postprocessing: bool,
     },
     /// Check a bundle: manifest schema, weights SHA-256, tensor names, shapes, dtypes.
     Verify { bundle: PathBuf },
@@ -241,6 +261,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             series,
             phase,
             kits_postprocess,
+            previous_stage,
+            previous_seg,
+            no_nnunet_postprocessing,
         } => segment::run(&segment::SegmentArgs {
             input: &input,
             model: &model,
@@ -250,6 +273,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             series: series.as_deref(),
             phase: phase.as_deref(),
             kits_postprocess,
+            previous_stage: previous_stage.as_deref(),
+            previous_seg: previous_seg.as_deref(),
+            nnunet_postprocessing: !no_nnunet_postprocessing,
         }),
         Command::Models {
             what:
@@ -261,6 +287,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out,
                     force,
                     allow_custom_trainer,
+                    postprocessing,
+                    no_postprocessing,
                 },
         } => models::run_import(&models::ImportArgs {
             model_dir: &model_dir,
@@ -270,6 +298,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out: &out,
             force,
             allow_custom_trainer,
+            postprocessing: match (postprocessing, no_postprocessing) {
+                (_, true) => PostprocessingSource::Off,
+                (Some(p), false) => PostprocessingSource::File(p),
+                (None, false) => PostprocessingSource::Auto,
+            },
         }),
         Command::Models {
             what: ModelsCommand::Verify { bundle },

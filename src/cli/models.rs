@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::models::bundle::{write_bundle, Bundle, BundleManifest};
-use crate::models::nnunet::{prepare_import, ImportOptions};
+use crate::models::nnunet::{prepare_import, ImportOptions, PostprocessingSource};
 use crate::segment::plan::{NetworkClass, OutputHeads};
 
 /// Arguments of `models import-nnunet`.
@@ -18,6 +18,7 @@ pub struct ImportArgs<'a> {
     pub out: &'a Path,
     pub force: bool,
     pub allow_custom_trainer: bool,
+    pub postprocessing: PostprocessingSource,
 }
 
 pub fn run_import(a: &ImportArgs<'_>) -> anyhow::Result<ExitCode> {
@@ -26,6 +27,7 @@ pub fn run_import(a: &ImportArgs<'_>) -> anyhow::Result<ExitCode> {
         folds: a.folds.clone(),
         checkpoint_name: a.checkpoint.to_string(),
         allow_custom_trainer: a.allow_custom_trainer,
+        postprocessing: a.postprocessing.clone(),
     };
     let prep = prepare_import(a.model_dir, &opts)
         .with_context(|| format!("importing {}", a.model_dir.display()))?;
@@ -85,5 +87,16 @@ fn print_summary(m: &BundleManifest) {
     );
     if let Some(prev) = &p.previous_stage {
         println!("cascade      needs the {prev} segmentation as input");
+    }
+    if !p.postprocessing.is_empty() {
+        let sets: Vec<String> = p
+            .postprocessing
+            .iter()
+            .map(|r| format!("{:?}", r.labels))
+            .collect();
+        println!(
+            "postprocess  keep the largest component of {} (nnU-Net postprocessing.json)",
+            sets.join(", then ")
+        );
     }
 }

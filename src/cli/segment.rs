@@ -14,7 +14,9 @@ use super::segment_input;
 use crate::engine::select_backend;
 use crate::models::bundle::Bundle;
 use crate::segment::instances::lesion_instances;
-use crate::segment::pipeline::{segment_volume, Progress, SegmentOptions};
+use crate::segment::pipeline::{
+    segment_cascade, segment_volume_with_previous, Progress, SegmentOptions,
+};
 use crate::segment::postprocess::postprocess_kits;
 use crate::volume::nifti;
 
@@ -34,6 +36,9 @@ pub struct SegmentArgs<'a> {
     pub series: Option<&'a str>,
     pub phase: Option<&'a str>,
     pub kits_postprocess: bool,
+    pub previous_stage: Option<&'a Path>,
+    pub previous_seg: Option<&'a Path>,
+    pub nnunet_postprocessing: bool,
 }
 
 pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
@@ -53,32 +58,78 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
         if a.no_tta { "off" } else { "on" },
         backend.name()
     );
+    let previous_bundle = match a.previous_stage {
+        Some(p) => Some(
+            Bundle::open(p)
+                .with_context(|| format!("opening previous-stage bundle {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let previous_seg = match a.previous_seg {
+        Some(p) => Some(
+            nifti::read_labels(p)
+                .with_context(|| format!("reading previous-stage label map {}", p.display()))?,
+        ),
+        None => None,
+    };
     let start = Instant::now();
-    let mut last = 0usize;
-    let mut labels = segment_volume(
-        &input.volume,
-        &bundle,
-        backend.as_ref(),
-        SegmentOptions {
-            mirroring: !a.no_tta,
-        },
-        &mut |p: Progress| {
-            let pct = p.done * 100 / p.total.max(1);
-            if pct != last || p.done == p.total {
-                last = pct;
-                let width = 30;
-                let filled = p.done * width / p.total.max(1);
-                eprint!(
-                    "\r[{}{}] {}/{} tiles",
-                    "#".repeat(filled),
-                    " ".repeat(width - filled),
-                    p.done,
-                    p.total
-                );
-                let _ = std::io::stderr().flush();
+    let mut last = (0u8, usize::MAX);
+    let mut bar = |p: Progress| {
+        let pct = p.done * 100 / p.total.max(1);
+        if (p.stage, pct) != last || p.done == p.total {
+            if p.stage != last.0 && last.1 != usize::MAX {
+                eprintln!();
             }
-        },
-    )?;
+            last = (p.stage, pct);
+            let width = 30;
+            let filled = p.done * width / p.total.max(1);
+            let stage = match p.stage {
+                0 => String::new(),
+                s => format!("stage {s}/2 "),
+            };
+            eprint!(
+                "\r{stage}[{}{}] {}/{} tiles",
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                p.done,
+                p.total
+            );
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let options = SegmentOptions {
+        mirroring: !a.no_tta,
+        nnunet_postprocessing: a.nnunet_postprocessing,
+    };
+    let rules = &bundle.manifest.plan.postprocessing;
+    if a.nnunet_postprocessing && !rules.is_empty() {
+        let sets: Vec<String> = rules.iter().map(|r| format!("{:?}", r.labels)).collect();
+        eprintln!(
+            "nnU-Net post-processing: keep the largest component of {}",
+            sets.join(", then ")
+        );
+    }
+    let mut labels = match previous_bundle {
+        Some(low) => {
+            segment_cascade(
+                &input.volume,
+                &low,
+                &bundle,
+                backend.as_ref(),
+                options,
+                &mut bar,
+            )?
+            .1
+        }
+        None => segment_volume_with_previous(
+            &input.volume,
+            previous_seg.as_ref(),
+            &bundle,
+            backend.as_ref(),
+            options,
+            &mut bar,
+        )?,
+    };
     eprintln!();
     if a.kits_postprocess {
         let dims = labels.dims();

@@ -55,6 +55,9 @@ pub struct BundleSource {
     pub dataset_json: SourceDigest,
     /// One per fold, in fold order.
     pub checkpoints: Vec<SourceDigest>,
+    /// nnU-Net's postprocessing.json the plan's rules come from (path as given), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessing_json: Option<SourceDigest>,
 }
 
 /// One fold's weights file.
@@ -273,6 +276,10 @@ pub fn write_bundle(
                 sha256: prep.dataset_json.sha256.clone(),
             },
             checkpoints,
+            postprocessing_json: prep.postprocessing_json.as_ref().map(|f| SourceDigest {
+                file: f.path.to_string_lossy().to_string(),
+                sha256: f.sha256.clone(),
+            }),
         },
     };
     let mpath = tmp.path.join(MANIFEST_FILE);

@@ -3,8 +3,10 @@
 //!
 //! * [`torch_checkpoint`] — reads PyTorch `.pth` checkpoints (zip + restricted pickle) in Rust.
 //! * [`nnunet`] — plans.json / dataset.json → [`crate::segment::plan::InferencePlan`].
+//! * [`nnunet_postprocessing`] — nnU-Net's postprocessing.json → keep-largest-component rules.
 //! * [`bundle`] — the bundle layout, manifest, writing and verified loading.
 
 pub mod bundle;
 pub mod nnunet;
+pub mod nnunet_postprocessing;
 pub mod torch_checkpoint;

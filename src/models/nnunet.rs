@@ -15,6 +15,7 @@
 //! with the same shapes, else [`NnunetError::StateDict`] lists missing / unexpected /
 //! mis-shaped names. Axis order: per-axis arrays are in nnU-Net's transposed array order.
 
+use crate::models::nnunet_postprocessing::{read_postprocessing_json, PostprocessingJsonError};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,8 @@ pub enum NnunetError {
     MissingCheckpoint { path: PathBuf, fold: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Postprocessing(#[from] PostprocessingJsonError),
     #[error("{path}: {field}: {message}")]
     CheckpointContent {
         path: PathBuf,
@@ -129,6 +132,7 @@ impl NnunetError {
             Self::CheckpointContent { .. } => "checkpoint_content",
             Self::UnsupportedTrainer { .. } => "unsupported_trainer",
             Self::StateDict { .. } => "state_dict",
+            Self::Postprocessing(_) => "postprocessing_json",
             Self::Tensor { .. } => "tensor",
         }
     }
@@ -957,6 +961,7 @@ pub fn build_plan(
         outputs,
         previous_stage,
         folds: folds.to_vec(),
+        postprocessing: Vec::new(),
     })
 }
 
@@ -1363,6 +1368,20 @@ pub struct ImportOptions {
     pub checkpoint_name: String,
     /// Accept trainers outside [`NETWORK_PRESERVING_TRAINERS`] (the state-dict check remains).
     pub allow_custom_trainer: bool,
+    /// nnU-Net post-processing rules to store with the model.
+    pub postprocessing: PostprocessingSource,
+}
+
+/// Where [`prepare_import`] takes nnU-Net's post-processing rules from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostprocessingSource {
+    /// `<model dir>/crossval_results_folds_<folds joined by _>/postprocessing.json` when it
+    /// exists (where `nnUNetv2_find_best_configuration` writes it), else none.
+    Auto,
+    /// This postprocessing.json (must exist).
+    File(PathBuf),
+    /// No post-processing.
+    Off,
 }
 
 impl ImportOptions {
@@ -1372,6 +1391,7 @@ impl ImportOptions {
             folds: None,
             checkpoint_name: "checkpoint_final.pth".into(),
             allow_custom_trainer: false,
+            postprocessing: PostprocessingSource::Auto,
         }
     }
 }
@@ -1411,6 +1431,8 @@ pub struct PreparedImport {
     pub trainer_name: String,
     pub plans_json: SourceFile,
     pub dataset_json: SourceFile,
+    /// The postprocessing.json the plan's rules come from, if any.
+    pub postprocessing_json: Option<SourceFile>,
     /// (fold name, checkpoint path) in import order.
     pub checkpoints: Vec<(String, PathBuf)>,
     /// The tensors every fold must hold.
@@ -1501,7 +1523,27 @@ pub fn prepare_import(dir: &Path, opts: &ImportOptions) -> Result<PreparedImport
         }
     }
     let mirror = meta.mirror_axes.clone().unwrap_or_default();
-    let plan = build_plan(&plans, &dataset, &opts.configuration, &mirror, &folds)?;
+    let mut plan = build_plan(&plans, &dataset, &opts.configuration, &mirror, &folds)?;
+    let pp_path = match &opts.postprocessing {
+        PostprocessingSource::Off => None,
+        PostprocessingSource::File(p) => Some(p.clone()),
+        PostprocessingSource::Auto => {
+            let p = dir
+                .join(format!("crossval_results_folds_{}", folds.join("_")))
+                .join("postprocessing.json");
+            p.is_file().then_some(p)
+        }
+    };
+    let postprocessing_json = match pp_path {
+        Some(path) => {
+            plan.postprocessing = read_postprocessing_json(&path, &dataset.foreground_labels())?;
+            Some(SourceFile {
+                sha256: sha256_file(&path)?,
+                path,
+            })
+        }
+        None => None,
+    };
     let expected = expected_tensors(&plan.architecture);
     Ok(PreparedImport {
         dir: dir.to_path_buf(),
@@ -1515,6 +1557,7 @@ pub fn prepare_import(dir: &Path, opts: &ImportOptions) -> Result<PreparedImport
             sha256: sha256_file(&dataset_path)?,
             path: dataset_path,
         },
+        postprocessing_json,
         checkpoints,
         expected,
     })

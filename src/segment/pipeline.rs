@@ -5,13 +5,18 @@
 //! (f16) → export (resample logits to the cropped shape, decode labels, un-crop, un-transpose)
 //! → back to the volume's voxel order.
 //!
-//! The output `Volume<u8>` has exactly the input's dims and geometry. Cascade stages (a
-//! previous stage's segmentation as extra input) are not run here yet: a typed error says so.
+//! The output `Volume<u8>` has exactly the input's dims and geometry.
+//!
+//! Cascades (§6): a `3d_cascade_fullres` bundle takes the previous stage's label map (on the
+//! same grid as the CT) as extra one-hot input channels; [`segment_volume_with_previous`] runs
+//! one such stage, [`segment_cascade`] runs `3d_lowres` and then the cascade stage, as
+//! `nnUNetv2_predict` does with `-prev_stage_predictions`.
 
 use crate::engine::Backend;
 use crate::models::bundle::Bundle;
+use crate::segment::nnunet_postprocess::apply_keep_largest;
 use crate::segment::preprocess::{
-    logits_to_cropped_shape, preprocess, uncrop_and_untranspose, PreprocessError,
+    logits_to_cropped_shape, preprocess_case, uncrop_and_untranspose, PreprocessError,
 };
 use crate::segment::reader::to_reader_array;
 use crate::segment::sliding_window::{
@@ -23,8 +28,12 @@ use crate::volume::{Volume, VolumeError};
 /// Why segmentation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
-    #[error("this model is a cascade stage (needs the segmentation of {0}); cascades are not supported yet")]
+    #[error("this model is a cascade stage: it needs the segmentation of {0} (give the previous stage's model)")]
     Cascade(String),
+    #[error("the previous stage's model is {got:?}, but this cascade stage needs {want:?}")]
+    CascadeMismatch { want: String, got: String },
+    #[error("the previous stage's label map has dims {got:?}, the CT {want:?}")]
+    PreviousDims { want: [usize; 3], got: [usize; 3] },
     #[error("the model needs {0} input channels; nephrod segments single-channel CT")]
     Channels(usize),
     #[error("a label value {0} does not fit the u8 label map")]
@@ -44,22 +53,31 @@ pub enum SegmentError {
 pub struct SegmentOptions {
     /// Mirroring test-time augmentation over the model's allowed axes (nnU-Net's default).
     pub mirroring: bool,
+    /// Apply the bundle's nnU-Net post-processing rules (from postprocessing.json) to the
+    /// final label map. A cascade's first stage is never post-processed (nnU-Net feeds the raw
+    /// prediction to the next stage).
+    pub nnunet_postprocessing: bool,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        Self { mirroring: true }
+        Self {
+            mirroring: true,
+            nnunet_postprocessing: true,
+        }
     }
 }
 
-/// Progress of a segmentation: tiles done over all folds, and the total.
+/// Progress of a segmentation: tiles done over all folds, and the total, of one stage
+/// (`stage` 0 for a single model, 1 and 2 for the two stages of a cascade).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    pub stage: u8,
     pub done: usize,
     pub total: usize,
 }
 
-/// Segments `volume` (HU) with `bundle` on `backend`.
+/// Segments `volume` (HU) with `bundle` on `backend` (not a cascade stage).
 pub fn segment_volume(
     volume: &Volume<f32>,
     bundle: &Bundle,
@@ -67,16 +85,100 @@ pub fn segment_volume(
     options: SegmentOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Volume<u8>, SegmentError> {
-    let plan = &bundle.manifest.plan;
-    if let Some(prev) = &plan.previous_stage {
-        return Err(SegmentError::Cascade(prev.clone()));
+    segment_volume_with_previous(volume, None, bundle, backend, options, progress)
+}
+
+/// Runs a cascade: `lowres` (e.g. `3d_lowres`) on `volume`, then `fullres` (the
+/// `3d_cascade_fullres` stage whose `previous_stage` names `lowres`'s configuration) with that
+/// label map as extra input. Returns (previous stage's labels, final labels). Progress is
+/// reported as stage 1, then stage 2.
+pub fn segment_cascade(
+    volume: &Volume<f32>,
+    lowres: &Bundle,
+    fullres: &Bundle,
+    backend: &dyn Backend,
+    options: SegmentOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Volume<u8>, Volume<u8>), SegmentError> {
+    let want =
+        fullres
+            .manifest
+            .plan
+            .previous_stage
+            .clone()
+            .ok_or(SegmentError::CascadeMismatch {
+                want: "(none: not a cascade stage)".into(),
+                got: lowres.manifest.plan.configuration.clone(),
+            })?;
+    let (lp, fp) = (&lowres.manifest.plan, &fullres.manifest.plan);
+    if lp.configuration != want || lp.dataset_name != fp.dataset_name {
+        return Err(SegmentError::CascadeMismatch {
+            want: format!("{} of {}", want, fp.dataset_name),
+            got: format!("{} of {}", lp.configuration, lp.dataset_name),
+        });
     }
-    if plan.architecture.input_channels != 1 || plan.preprocessing.normalization.len() != 1 {
+    let first = SegmentOptions {
+        nnunet_postprocessing: false,
+        ..options
+    };
+    let low = segment_volume_with_previous(volume, None, lowres, backend, first, &mut |p| {
+        progress(Progress { stage: 1, ..p })
+    })?;
+    let full =
+        segment_volume_with_previous(volume, Some(&low), fullres, backend, options, &mut |p| {
+            progress(Progress { stage: 2, ..p })
+        })?;
+    Ok((low, full))
+}
+
+/// Segments `volume` (HU) with `bundle`; `previous` is the previous stage's label map (same
+/// dims as `volume`) when `bundle` is a cascade stage, else `None`.
+pub fn segment_volume_with_previous(
+    volume: &Volume<f32>,
+    previous: Option<&Volume<u8>>,
+    bundle: &Bundle,
+    backend: &dyn Backend,
+    options: SegmentOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Volume<u8>, SegmentError> {
+    let plan = &bundle.manifest.plan;
+    match (&plan.previous_stage, previous) {
+        (Some(prev), None) => return Err(SegmentError::Cascade(prev.clone())),
+        (None, Some(_)) => return Err(PreprocessError::UnexpectedPreviousStage.into()),
+        _ => {}
+    }
+    let extra = match previous {
+        Some(_) => plan.outputs.foreground_labels().len(),
+        None => 0,
+    };
+    if plan.architecture.input_channels != 1 + extra || plan.preprocessing.normalization.len() != 1
+    {
         return Err(SegmentError::Channels(plan.architecture.input_channels));
     }
     let array = to_reader_array(volume, plan.reader);
     let map = array.map;
-    let pre = preprocess(vec![array.data], array.shape, array.spacing_mm, plan)?;
+    let previous_array = match previous {
+        Some(p) => {
+            if p.dims() != volume.dims() {
+                return Err(SegmentError::PreviousDims {
+                    want: volume.dims(),
+                    got: p.dims(),
+                });
+            }
+            let labels: Vec<u16> = p.data().iter().map(|&l| u16::from(l)).collect();
+            let lv = Volume::new(p.dims(), volume.geometry().clone(), labels)?;
+            Some(to_reader_array(&lv, plan.reader).data)
+        }
+        None => None,
+    };
+    let pre = preprocess_case(
+        vec![array.data],
+        previous_array.as_deref(),
+        array.shape,
+        array.spacing_mm,
+        plan,
+    )?;
+    drop(previous_array);
     let heads = plan.outputs.channels();
     let mirror: Vec<usize> = if options.mirroring {
         plan.sliding_window.mirror_axes.clone()
@@ -96,6 +198,7 @@ pub fn segment_volume(
             &mut run,
             &mut |done, total| {
                 progress(Progress {
+                    stage: 0,
                     done: k * total + done,
                     total: folds * total,
                 })
@@ -118,6 +221,11 @@ pub fn segment_volume(
                 got: bytes.len(),
                 shape: map.shape(),
             }))?;
+    let mut voxels = voxels;
+    if options.nnunet_postprocessing {
+        let d = volume.dims();
+        apply_keep_largest(&mut voxels, [d[2], d[1], d[0]], &plan.postprocessing);
+    }
     Ok(Volume::new(
         volume.dims(),
         volume.geometry().clone(),

@@ -32,6 +32,20 @@ pub struct InferencePlan {
     pub previous_stage: Option<String>,
     /// Weight sets averaged as logits (§4.6), one per fold, in the order given at import.
     pub folds: Vec<String>,
+    /// nnU-Net's own post-processing (`postprocessing.json` of `nnUNetv2_find_best_configuration`,
+    /// §7), applied in order to the final label map; empty when the model has none.
+    #[serde(default)]
+    pub postprocessing: Vec<KeepLargestComponent>,
+}
+
+/// `remove_all_but_largest_component_from_segmentation(seg, labels_or_regions)` (§7): voxels
+/// of the union of `labels` outside its largest 26-connected component(s) become background
+/// (every component of the largest size is kept when several tie). A region entry in nnU-Net's
+/// kwargs is the union of its labels too, so only the label set matters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepLargestComponent {
+    /// Label values (sorted, no duplicates, never 0).
+    pub labels: Vec<u16>,
 }
 
 /// How nnU-Net's reader turns an image file into an array (§3.1).
@@ -160,5 +174,19 @@ impl OutputHeads {
             OutputHeads::Labels { names } => names.len(),
             OutputHeads::Regions { names, .. } => names.len(),
         }
+    }
+
+    /// nnU-Net's `LabelManager.foreground_labels`: every label value except 0, ascending
+    /// (for regions, the union of their members). A cascade stage gets one input channel per
+    /// entry (§6).
+    pub fn foreground_labels(&self) -> Vec<u16> {
+        let mut labels: Vec<u16> = match self {
+            OutputHeads::Labels { names } => (1..names.len() as u16).collect(),
+            OutputHeads::Regions { members, .. } => members.iter().flatten().copied().collect(),
+        };
+        labels.retain(|&l| l != 0);
+        labels.sort_unstable();
+        labels.dedup();
+        labels
     }
 }

@@ -13,7 +13,9 @@
 
 use crate::engine::{f16_from_f64, Tensor, TensorF16};
 use crate::segment::plan::{InferencePlan, Normalization};
-use crate::segment::resample::{compute_new_shape, resample_channel, separate_axis, ResampleError};
+use crate::segment::resample::{
+    compute_new_shape, resample_channel, resample_segmentation, separate_axis, ResampleError,
+};
 
 /// Why preprocessing or export failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,10 @@ pub enum PreprocessError {
     },
     #[error("resampled shape {0:?} is implausible (more than {MAX_AXIS} voxels along an axis)")]
     TooLarge([usize; 3]),
+    #[error("this model is a cascade stage: it needs the previous stage's segmentation")]
+    MissingPreviousStage,
+    #[error("a previous stage's segmentation was given, but this model is not a cascade stage")]
+    UnexpectedPreviousStage,
     #[error(transparent)]
     Resample(#[from] ResampleError),
 }
@@ -172,6 +178,26 @@ pub fn preprocess(
     spacing_mm: [f64; 3],
     plan: &InferencePlan,
 ) -> Result<Preprocessed, PreprocessError> {
+    preprocess_case(channels, None, shape, spacing_mm, plan)
+}
+
+/// Preprocesses one case; for a cascade stage (§6) `previous` is the previous stage's label
+/// map on the same grid (reader order): transposed and cropped like the image, resampled with
+/// the plan's `resample_seg` (nnU-Net's `resize_segmentation`, separate z by the rule) and
+/// appended as one 0/1 channel per foreground label. nnU-Net's −1 marking outside the filled
+/// non-zero mask is not reproduced: it never reaches a foreground channel.
+pub fn preprocess_case(
+    channels: Vec<Vec<f32>>,
+    previous: Option<&[u16]>,
+    shape: [usize; 3],
+    spacing_mm: [f64; 3],
+    plan: &InferencePlan,
+) -> Result<Preprocessed, PreprocessError> {
+    match (plan.previous_stage.is_some(), previous.is_some()) {
+        (true, false) => return Err(PreprocessError::MissingPreviousStage),
+        (false, true) => return Err(PreprocessError::UnexpectedPreviousStage),
+        _ => {}
+    }
     let needed = plan.preprocessing.normalization.len();
     if channels.len() != needed {
         return Err(PreprocessError::Channels {
@@ -223,7 +249,29 @@ pub fn preprocess(
             data.extend(y.into_iter().map(|v| v as f32));
         }
     }
-    let c = transposed.len();
+    drop(transposed);
+    let mut c = plan.preprocessing.normalization.len();
+    if let Some(prev) = previous {
+        if prev.len() != n {
+            return Err(PreprocessError::Length {
+                got: prev.len(),
+                shape,
+            });
+        }
+        let (t, _) = transpose3(prev, shape, perm);
+        // Label values beyond i16 cannot be foreground labels of any nnU-Net model; clamp them
+        // to a value no foreground channel matches.
+        let t: Vec<i16> = t.iter().map(|&l| i16::try_from(l).unwrap_or(-1)).collect();
+        let cropped = crop3(&t, tshape, bbox);
+        let rs = plan.preprocessing.resample_seg;
+        let sep_seg = separate_axis(tspacing, target, rs.force_separate_z);
+        let seg = resample_segmentation(&cropped, cshape, new_shape, sep_seg, &rs)?;
+        for label in plan.outputs.foreground_labels() {
+            let l = label as i16;
+            data.extend(seg.iter().map(|&v| if v == l { 1.0f32 } else { 0.0 }));
+            c += 1;
+        }
+    }
     let data =
         Tensor::new([1, c, new_shape[0], new_shape[1], new_shape[2]], data).map_err(|_| {
             PreprocessError::Length {

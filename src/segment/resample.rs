@@ -281,7 +281,7 @@ pub fn spline_resize(
 
 /// Nearest neighbour along `axis` (scipy `map_coordinates(order=0, mode='nearest')` with
 /// `cc = (in / out) · (i + 0.5) − 0.5`), other axes unchanged.
-fn nearest_along(x: &[f64], shape: [usize; 3], axis: usize, n_out: usize) -> Vec<f64> {
+fn nearest_along<T: Copy>(x: &[T], shape: [usize; 3], axis: usize, n_out: usize) -> Vec<T> {
     let n_in = shape[axis];
     let scale = n_in as f64 / n_out as f64;
     let src: Vec<usize> = (0..n_out)
@@ -361,6 +361,116 @@ pub fn resample_channel(
                 i[others[0]] = p;
                 i[others[1]] = q;
                 mid[(i[0] * mid_shape[1] + i[1]) * mid_shape[2] + i[2]] = sl[p * out2[1] + q];
+            }
+        }
+    }
+    if mid_shape[axis] == new_shape[axis] {
+        return Ok(mid);
+    }
+    Ok(nearest_along(&mid, mid_shape, axis, new_shape[axis]))
+}
+
+/// nnU-Net's `resize_segmentation(seg, new_shape, order=1)` on a 2-D or 3-D label array: for
+/// every label present, in ascending order, the label's 0/1 mask is resized (skimage, order 1,
+/// `mode='edge'`, clipped) and written where the result is ≥ 0.5 (later labels overwrite
+/// earlier ones); voxels no label reaches stay 0.
+pub fn resize_segmentation(
+    seg: &[i16],
+    shape: &[usize],
+    out_shape: &[usize],
+    order: u8,
+) -> Result<Vec<i16>, ResampleError> {
+    if order != 1 {
+        return Err(ResampleError::Order(order));
+    }
+    if seg.len() != shape.iter().product::<usize>() {
+        return Err(ResampleError::Length {
+            got: seg.len(),
+            shape: shape.to_vec(),
+        });
+    }
+    let mut labels: Vec<i16> = seg.to_vec();
+    labels.sort_unstable();
+    labels.dedup();
+    let mut out = vec![0i16; out_shape.iter().product()];
+    for c in labels {
+        let mask: Vec<f64> = seg
+            .iter()
+            .map(|&v| if v == c { 1.0 } else { 0.0 })
+            .collect();
+        let m = spline_resize(&mask, shape, out_shape, order)?;
+        for (o, v) in out.iter_mut().zip(&m) {
+            if *v >= 0.5 {
+                *o = c;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// nnU-Net's `resample_data_or_seg(is_seg=True)` for one channel of a label array: the whole
+/// volume through [`resize_segmentation`], or with a separate axis every slice along it in 2-D
+/// and then nearest neighbour along the axis (`order_z` 0); an unchanged shape returns the
+/// input.
+pub fn resample_segmentation(
+    seg: &[i16],
+    shape: [usize; 3],
+    new_shape: [usize; 3],
+    separate: Option<usize>,
+    settings: &ResamplingSettings,
+) -> Result<Vec<i16>, ResampleError> {
+    if seg.len() != shape.iter().product::<usize>() {
+        return Err(ResampleError::Length {
+            got: seg.len(),
+            shape: shape.to_vec(),
+        });
+    }
+    if shape.contains(&0) || new_shape.contains(&0) {
+        return Err(ResampleError::Shape(new_shape.to_vec()));
+    }
+    if shape == new_shape {
+        return Ok(seg.to_vec());
+    }
+    let Some(axis) = separate else {
+        return resize_segmentation(seg, &shape, &new_shape, settings.order);
+    };
+    if settings.order_z != 0 {
+        return Err(ResampleError::OrderZ(settings.order_z));
+    }
+    let others: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
+    let in2 = [shape[others[0]], shape[others[1]]];
+    let out2 = [new_shape[others[0]], new_shape[others[1]]];
+    let index = |s: [usize; 3], a: usize, p: usize, q: usize| {
+        let mut i = [0usize; 3];
+        i[axis] = a;
+        i[others[0]] = p;
+        i[others[1]] = q;
+        (i[0] * s[1] + i[1]) * s[2] + i[2]
+    };
+    let mut mid_shape = shape;
+    mid_shape[others[0]] = out2[0];
+    mid_shape[others[1]] = out2[1];
+    let slices: Vec<Vec<i16>> = (0..shape[axis])
+        .into_par_iter()
+        .map(|s| {
+            let mut sl = Vec::with_capacity(in2[0] * in2[1]);
+            for p in 0..in2[0] {
+                for q in 0..in2[1] {
+                    sl.push(seg[index(shape, s, p, q)]);
+                }
+            }
+            if in2 == out2 {
+                Ok(sl)
+            } else {
+                resize_segmentation(&sl, &in2, &out2, settings.order)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let mut mid = vec![0i16; mid_shape.iter().product()];
+    for (s, sl) in slices.iter().enumerate() {
+        for p in 0..out2[0] {
+            for q in 0..out2[1] {
+                mid[index(mid_shape, s, p, q)] = sl[p * out2[1] + q];
             }
         }
     }
