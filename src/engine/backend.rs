@@ -6,11 +6,11 @@
 
 use super::cpu_pointwise;
 use super::ops::{Activation, Conv3d, ConvTranspose3d};
-use super::reference::{self, Interp};
+use super::reference::Interp;
 use super::tensor::Tensor;
 use super::EngineError;
 
-/// Operations every backend provides (semantics: [`reference`]).
+/// Operations every backend provides (semantics: [`super::reference`]).
 pub trait Backend: Send + Sync {
     /// Short name for logs ("cpu", "cuda").
     fn name(&self) -> &'static str;
@@ -24,6 +24,18 @@ pub trait Backend: Send + Sync {
         eps: f32,
         act: Activation,
     ) -> Result<Tensor, EngineError>;
+    /// [`Backend::instance_norm_act`] on a tensor the caller gives up (a backend may reuse
+    /// its memory; the default copies).
+    fn instance_norm_act_owned(
+        &self,
+        x: Tensor,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+        act: Activation,
+    ) -> Result<Tensor, EngineError> {
+        self.instance_norm_act(&x, gamma, beta, eps, act)
+    }
     fn concat_channels(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError>;
     fn softmax_channels(&self, x: &Tensor) -> Result<Tensor, EngineError>;
     fn sigmoid(&self, x: &Tensor) -> Result<Tensor, EngineError>;
@@ -77,8 +89,18 @@ impl Backend for CpuBackend {
     ) -> Result<Tensor, EngineError> {
         cpu_pointwise::instance_norm_act(x, gamma, beta, eps, act)
     }
+    fn instance_norm_act_owned(
+        &self,
+        x: Tensor,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+        act: Activation,
+    ) -> Result<Tensor, EngineError> {
+        cpu_pointwise::instance_norm_act_in_place(x, gamma, beta, eps, act)
+    }
     fn concat_channels(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
-        reference::concat_channels(a, b)
+        cpu_pointwise::concat_channels(a, b)
     }
     fn softmax_channels(&self, x: &Tensor) -> Result<Tensor, EngineError> {
         Ok(cpu_pointwise::softmax_channels(x))

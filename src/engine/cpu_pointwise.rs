@@ -19,6 +19,17 @@ pub fn instance_norm_act(
     eps: f32,
     act: Activation,
 ) -> Result<Tensor, EngineError> {
+    instance_norm_act_in_place(x.clone(), gamma, beta, eps, act)
+}
+
+/// [`instance_norm_act`] overwriting `x` (no second activation-sized buffer).
+pub fn instance_norm_act_in_place(
+    mut x: Tensor,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    act: Activation,
+) -> Result<Tensor, EngineError> {
     let s = x.shape();
     if gamma.len() != s[1] || beta.len() != s[1] {
         return Err(shape_err(
@@ -28,27 +39,99 @@ pub fn instance_norm_act(
         ));
     }
     let len = x.spatial_len();
-    let mut out = Tensor::zeros(s);
     if len == 0 {
-        return Ok(out);
+        return Ok(x);
     }
-    out.data_mut()
+    x.data_mut()
         .par_chunks_mut(len)
-        .zip(x.data().par_chunks(len))
         .enumerate()
-        .for_each(|(nc, (o, ch))| {
+        .for_each(|(nc, ch)| {
             let c = nc % s[1];
             // Two passes in f64: mean, then centred sum of squares (no cancellation).
-            let mean = ch.iter().map(|v| *v as f64).sum::<f64>() / len as f64;
-            let var = ch.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / len as f64;
+            let mean = sum_f64(ch, |v| v) / len as f64;
+            let var = sum_f64(ch, |v| (v - mean) * (v - mean)) / len as f64;
             let inv = 1.0 / (var + eps as f64).sqrt();
             let a = (inv * gamma[c] as f64) as f32;
             let b = (beta[c] as f64 - mean * inv * gamma[c] as f64) as f32;
-            for (y, v) in o.iter_mut().zip(ch) {
-                *y = act.apply(v.mul_add(a, b));
+            // `v * a + b` (two roundings): vectorises on every target, where `mul_add`
+            // without hardware FMA at compile time becomes a libm call per element.
+            match act {
+                Activation::LeakyRelu(slope) => {
+                    for v in ch.iter_mut() {
+                        let t = *v * a + b;
+                        *v = if t >= 0.0 { t } else { slope * t };
+                    }
+                }
+                _ => {
+                    for v in ch.iter_mut() {
+                        *v = act.apply(*v * a + b);
+                    }
+                }
             }
         });
-    Ok(out)
+    Ok(x)
+}
+
+/// Σ f(x) in f64 over eight interleaved partial sums (independent chains, so the loop
+/// pipelines and vectorises; the order is fixed, so results are deterministic).
+fn sum_f64(x: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += f(*v as f64);
+        }
+    }
+    let mut total =
+        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for v in rest {
+        total += f(*v as f64);
+    }
+    total
+}
+
+/// `[a, b]` along channels (N, D, H, W must match), one contiguous copy per (n, channel).
+pub fn concat_channels(a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa[0] != sb[0] || sa[2..] != sb[2..] {
+        return Err(shape_err(
+            "concat_channels",
+            "N, D, H, W must match",
+            &[sa, sb],
+        ));
+    }
+    let len = a.spatial_len();
+    let (ca, cb) = (sa[1] * len, sb[1] * len);
+    let mut data = Vec::with_capacity(a.data().len() + b.data().len());
+    for n in 0..sa[0] {
+        data.extend_from_slice(&a.data()[n * ca..(n + 1) * ca]);
+        data.extend_from_slice(&b.data()[n * cb..(n + 1) * cb]);
+    }
+    Tensor::new([sa[0], sa[1] + sb[1], sa[2], sa[3], sa[4]], data)
+}
+
+/// The box `start .. start + size` (D, H, W) of every (n, channel), copied row by row.
+pub fn crop_spatial<T: Element>(
+    x: &Tensor<T>,
+    start: [usize; 3],
+    size: [usize; 3],
+) -> Result<Tensor<T>, EngineError> {
+    let s = x.shape();
+    if (0..3).any(|a| start[a] + size[a] > s[a + 2]) {
+        return Err(shape_err("crop_spatial", "box outside the tensor", &[s]));
+    }
+    let mut data = Vec::with_capacity(s[0] * s[1] * size.iter().product::<usize>());
+    let src = x.data();
+    for nc in 0..s[0] * s[1] {
+        for d in start[0]..start[0] + size[0] {
+            for h in start[1]..start[1] + size[1] {
+                let row = ((nc * s[2] + d) * s[3] + h) * s[4] + start[2];
+                data.extend_from_slice(&src[row..row + size[2]]);
+            }
+        }
+    }
+    Tensor::new([s[0], s[1], size[0], size[1], size[2]], data)
 }
 
 /// Softmax over channels at every (n, voxel).
@@ -201,6 +284,14 @@ pub fn normalize_accumulated<T: Element>(
     acc: &Tensor<T>,
     weight_sum: &[T],
 ) -> Result<Tensor<T>, EngineError> {
+    normalize_accumulated_in_place(acc.clone(), weight_sum)
+}
+
+/// [`normalize_accumulated`] reusing the accumulator's memory (no second logits-sized buffer).
+pub fn normalize_accumulated_in_place<T: Element>(
+    mut acc: Tensor<T>,
+    weight_sum: &[T],
+) -> Result<Tensor<T>, EngineError> {
     let s = acc.shape();
     if s[0] != 1 || weight_sum.len() != acc.spatial_len() {
         return Err(shape_err(
@@ -209,14 +300,13 @@ pub fn normalize_accumulated<T: Element>(
             &[s],
         ));
     }
-    let mut out = acc.clone();
     let len = acc.spatial_len().max(1);
-    out.data_mut().par_chunks_mut(len).for_each(|ch| {
+    acc.data_mut().par_chunks_mut(len).for_each(|ch| {
         for (o, w) in ch.iter_mut().zip(weight_sum) {
             *o = T::from_f32(o.to_f32() / w.to_f32());
         }
     });
-    Ok(out)
+    Ok(acc)
 }
 
 /// Trilinear corner weights and base index of continuous index `p` (W, H, D order).

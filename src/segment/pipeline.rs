@@ -16,11 +16,11 @@ use crate::engine::Backend;
 use crate::models::bundle::Bundle;
 use crate::segment::nnunet_postprocess::apply_keep_largest;
 use crate::segment::preprocess::{
-    logits_to_cropped_shape, preprocess_case, uncrop_and_untranspose, PreprocessError,
+    logits_to_cropped_shape, preprocess_case, uncrop_and_untranspose, PreprocessError, Preprocessed,
 };
 use crate::segment::reader::to_reader_array;
 use crate::segment::sliding_window::{
-    average_folds, decode_labels, predict_sliding_window, SlidingWindowError,
+    decode_labels, predict_sliding_window, FoldAverage, SlidingWindowError,
 };
 use crate::segment::unet::{UNet, UNetError};
 use crate::volume::{Volume, VolumeError};
@@ -186,7 +186,7 @@ pub fn segment_volume_with_previous(
         Vec::new()
     };
     let folds = bundle.weights.len();
-    let mut fold_logits = Vec::with_capacity(folds);
+    let mut average = FoldAverage::default();
     for (k, weights) in bundle.weights.iter().enumerate() {
         let net = UNet::new(&plan.architecture, weights)?;
         let mut run = |x: &crate::engine::Tensor| net.forward(backend, x);
@@ -204,13 +204,18 @@ pub fn segment_volume_with_previous(
                 })
             },
         )?;
-        fold_logits.push(logits);
+        average.add(logits)?;
     }
-    let logits = average_folds(fold_logits)?;
-    let logits = logits_to_cropped_shape(&logits, &pre.properties, plan)?;
+    let Preprocessed {
+        data: network_input,
+        properties,
+    } = pre;
+    drop(network_input);
+    let logits = average.finish()?;
+    let logits = logits_to_cropped_shape(logits, &properties, plan)?;
     let labels = decode_labels(&logits, &plan.outputs);
     drop(logits);
-    let (reader_labels, _) = uncrop_and_untranspose(&labels, &pre.properties, plan)?;
+    let (reader_labels, _) = uncrop_and_untranspose(&labels, &properties, plan)?;
     let mut bytes = Vec::with_capacity(reader_labels.len());
     for l in reader_labels {
         bytes.push(u8::try_from(l).map_err(|_| SegmentError::Label(l))?);

@@ -116,6 +116,65 @@ pub fn nonzero_bbox(channels: &[Vec<f32>], shape: [usize; 3]) -> [[usize; 2]; 3]
     [[lo[0], hi[0]], [lo[1], hi[1]], [lo[2], hi[2]]]
 }
 
+/// nnU-Net's `create_nonzero_mask`: `x != 0` OR-ed over channels, then scipy's
+/// `binary_fill_holes` (6-connectivity: a zero voxel stays outside only if a 6-connected path
+/// of zero voxels links it to the array border).
+pub fn filled_nonzero_mask(channels: &[Vec<f32>], shape: [usize; 3]) -> Vec<bool> {
+    let n: usize = shape.iter().product();
+    let mut inside = vec![false; n];
+    for ch in channels {
+        for (m, v) in inside.iter_mut().zip(ch) {
+            *m |= *v != 0.0;
+        }
+    }
+    // Flood the zero voxels reachable from the border; the rest is inside.
+    let mut outside = vec![false; n];
+    let mut stack: Vec<usize> = Vec::new();
+    let [a, b, c] = shape;
+    let idx = |i: usize, j: usize, k: usize| (i * b + j) * c + k;
+    for i in 0..a {
+        for j in 0..b {
+            for k in 0..c {
+                let border = i == 0 || j == 0 || k == 0 || i + 1 == a || j + 1 == b || k + 1 == c;
+                let p = idx(i, j, k);
+                if border && !inside[p] && !outside[p] {
+                    outside[p] = true;
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    while let Some(p) = stack.pop() {
+        let (i, j, k) = (p / (b * c), (p / c) % b, p % c);
+        let mut next = [usize::MAX; 6];
+        if i > 0 {
+            next[0] = idx(i - 1, j, k);
+        }
+        if i + 1 < a {
+            next[1] = idx(i + 1, j, k);
+        }
+        if j > 0 {
+            next[2] = idx(i, j - 1, k);
+        }
+        if j + 1 < b {
+            next[3] = idx(i, j + 1, k);
+        }
+        if k > 0 {
+            next[4] = idx(i, j, k - 1);
+        }
+        if k + 1 < c {
+            next[5] = idx(i, j, k + 1);
+        }
+        for q in next {
+            if q != usize::MAX && !inside[q] && !outside[q] {
+                outside[q] = true;
+                stack.push(q);
+            }
+        }
+    }
+    outside.into_iter().map(|o| !o).collect()
+}
+
 fn crop3<T: Copy>(x: &[T], shape: [usize; 3], bbox: [[usize; 2]; 3]) -> Vec<T> {
     let mut out = Vec::new();
     for a in bbox[0][0]..bbox[0][1] {
@@ -184,8 +243,9 @@ pub fn preprocess(
 /// Preprocesses one case; for a cascade stage (§6) `previous` is the previous stage's label
 /// map on the same grid (reader order): transposed and cropped like the image, resampled with
 /// the plan's `resample_seg` (nnU-Net's `resize_segmentation`, separate z by the rule) and
-/// appended as one 0/1 channel per foreground label. nnU-Net's −1 marking outside the filled
-/// non-zero mask is not reproduced: it never reaches a foreground channel.
+/// appended as one 0/1 channel per foreground label. As in nnU-Net, background outside the
+/// hole-filled non-zero mask of the image is label −1 while resampling (it competes in the
+/// argmax of [`resample_segmentation`]) and gets no channel.
 pub fn preprocess_case(
     channels: Vec<Vec<f32>>,
     previous: Option<&[u16]>,
@@ -238,8 +298,18 @@ pub fn preprocess_case(
     let settings = plan.preprocessing.resample_data;
     let sep = separate_axis(tspacing, target, settings.force_separate_z);
     let mut data = Vec::with_capacity(transposed.len() * new_shape.iter().product::<usize>());
-    for (ch, scheme) in transposed.iter().zip(&plan.preprocessing.normalization) {
-        let mut c = crop3(ch, tshape, bbox);
+    // A cascade stage needs the image's non-zero mask after normalisation has consumed it.
+    let transposed_images: Vec<Vec<f32>> = if previous.is_some() {
+        transposed.clone()
+    } else {
+        Vec::new()
+    };
+    for (ch, scheme) in transposed
+        .into_iter()
+        .zip(&plan.preprocessing.normalization)
+    {
+        let mut c = crop3(&ch, tshape, bbox);
+        drop(ch);
         normalize(&mut c, scheme);
         if cshape == new_shape {
             data.extend_from_slice(&c);
@@ -249,7 +319,6 @@ pub fn preprocess_case(
             data.extend(y.into_iter().map(|v| v as f32));
         }
     }
-    drop(transposed);
     let mut c = plan.preprocessing.normalization.len();
     if let Some(prev) = previous {
         if prev.len() != n {
@@ -259,9 +328,21 @@ pub fn preprocess_case(
             });
         }
         let (t, _) = transpose3(prev, shape, perm);
-        // Label values beyond i16 cannot be foreground labels of any nnU-Net model; clamp them
-        // to a value no foreground channel matches.
-        let t: Vec<i16> = t.iter().map(|&l| i16::try_from(l).unwrap_or(-1)).collect();
+        // nnU-Net's crop_to_nonzero: background outside the hole-filled non-zero mask of the
+        // image becomes −1, a label of its own in the resampling argmax. Label values beyond
+        // i16 cannot be foreground labels of any nnU-Net model; they become −1 as well.
+        let inside = filled_nonzero_mask(&transposed_images, tshape);
+        let t: Vec<i16> = t
+            .iter()
+            .zip(&inside)
+            .map(|(&l, &m)| match i16::try_from(l) {
+                Ok(0) if !m => -1,
+                Ok(v) => v,
+                Err(_) => -1,
+            })
+            .collect();
+        drop(inside);
+        drop(transposed_images);
         let cropped = crop3(&t, tshape, bbox);
         let rs = plan.preprocessing.resample_seg;
         let sep_seg = separate_axis(tspacing, target, rs.force_separate_z);
@@ -295,7 +376,7 @@ pub fn preprocess_case(
 /// (plan's `resample_probabilities`, separate z decided with current = the plan's spacing and
 /// new = the original spacing), f16.
 pub fn logits_to_cropped_shape(
-    logits: &TensorF16,
+    logits: TensorF16,
     properties: &CropProperties,
     plan: &InferencePlan,
 ) -> Result<TensorF16, PreprocessError> {
@@ -303,7 +384,7 @@ pub fn logits_to_cropped_shape(
     let from = [s[2], s[3], s[4]];
     let to = properties.shape_after_cropping;
     if from == to {
-        return Ok(logits.clone());
+        return Ok(logits);
     }
     let current = plan.preprocessing.spacing_mm;
     let new = plan.transpose_forward.map(|p| properties.spacing_mm[p]);

@@ -17,6 +17,12 @@
 //! * Separate z: 2-D resize of every slice along the axis, then nearest neighbour along it
 //!   (`map_coordinates(order=0, mode='nearest')`: `floor(clamp(cc, 0, n − 1) + 0.5)`).
 //! * Results are f64; callers store them as f32 (data) or f16 (exported logits), one rounding.
+//! * Segmentations (cascade inputs, [`resample_segmentation`]): batchgenerators 0.25.5's
+//!   `resize_segmentation` — per label an order-1 resize of its 0/1 mask, then the per-voxel
+//!   argmax with exact ties settled by the nearest-neighbour label (not the older "≥ 0.5, later
+//!   label wins" that shared/docs/nnunet-inference.md §3.5 describes; the pinned version
+//!   differs on 4–10 % of voxels of the golden cases); separate z: 2-D per slice, then nearest
+//!   neighbour along the axis.
 
 use rayon::prelude::*;
 
@@ -370,10 +376,12 @@ pub fn resample_channel(
     Ok(nearest_along(&mid, mid_shape, axis, new_shape[axis]))
 }
 
-/// nnU-Net's `resize_segmentation(seg, new_shape, order=1)` on a 2-D or 3-D label array: for
-/// every label present, in ascending order, the label's 0/1 mask is resized (skimage, order 1,
-/// `mode='edge'`, clipped) and written where the result is ≥ 0.5 (later labels overwrite
-/// earlier ones); voxels no label reaches stay 0.
+/// nnU-Net's `resize_segmentation(seg, new_shape, order=1)` (batchgenerators 0.25.5, the
+/// version nnunetv2 2.8.1 pins) on a 2-D or 3-D label array: every present label's 0/1 mask is
+/// resized (skimage, order 1, `mode='edge'`, clipped) and each output voxel takes the label
+/// with the largest score (`_resample_seg_by_argmax`); exact ties go to the nearest-neighbour
+/// label (order-0 resize of the label map) when it is among the tied labels with a positive
+/// score, else to the smallest tied label.
 pub fn resize_segmentation(
     seg: &[i16],
     shape: &[usize],
@@ -389,23 +397,97 @@ pub fn resize_segmentation(
             shape: shape.to_vec(),
         });
     }
+    let n_out: usize = out_shape.iter().product();
     let mut labels: Vec<i16> = seg.to_vec();
     labels.sort_unstable();
     labels.dedup();
-    let mut out = vec![0i16; out_shape.iter().product()];
-    for c in labels {
+    match labels.len() {
+        0 => return Ok(vec![0; n_out]),
+        1 => return Ok(vec![labels[0]; n_out]),
+        _ => {}
+    }
+    let nearest = nearest_resize(seg, shape, out_shape);
+    let nn_idx: Vec<usize> = nearest
+        .iter()
+        .map(|v| labels.binary_search(v).unwrap_or(usize::MAX))
+        .collect();
+    let mut win = vec![0usize; n_out];
+    let mut best: Vec<f64> = Vec::new();
+    let mut nn_top = vec![false; n_out];
+    for (i, &c) in labels.iter().enumerate() {
         let mask: Vec<f64> = seg
             .iter()
             .map(|&v| if v == c { 1.0 } else { 0.0 })
             .collect();
-        let m = spline_resize(&mask, shape, out_shape, order)?;
-        for (o, v) in out.iter_mut().zip(&m) {
-            if *v >= 0.5 {
-                *o = c;
+        let score = spline_resize(&mask, shape, out_shape, order)?;
+        if i == 0 {
+            for (k, sc) in score.iter().enumerate() {
+                nn_top[k] = nn_idx[k] == 0 && *sc > 0.0;
+            }
+            best = score;
+            continue;
+        }
+        for (k, sc) in score.into_iter().enumerate() {
+            let is_nn = nn_idx[k] == i;
+            if sc == best[k] && sc > 0.0 && is_nn {
+                nn_top[k] = true;
+            }
+            if sc > best[k] {
+                nn_top[k] = is_nn;
+                win[k] = i;
+                best[k] = sc;
             }
         }
     }
-    Ok(out)
+    Ok((0..n_out)
+        .map(|k| {
+            if nn_top[k] {
+                labels[nn_idx[k]]
+            } else {
+                labels[win[k]]
+            }
+        })
+        .collect())
+}
+
+/// skimage `resize(order=0, mode='edge')` of a 2-D or 3-D array: per axis the source index
+/// `floor(clamp((k + 0.5) · in / out − 0.5, 0, in − 1) + 0.5)`.
+fn nearest_resize<T: Copy>(x: &[T], shape: &[usize], out_shape: &[usize]) -> Vec<T> {
+    let idx: Vec<Vec<usize>> = shape
+        .iter()
+        .zip(out_shape)
+        .map(|(&n_in, &n_out)| {
+            let scale = n_in as f64 / n_out as f64;
+            (0..n_out)
+                .map(|k| {
+                    let cc = (k as f64 + 0.5) * scale - 0.5;
+                    (cc.clamp(0.0, (n_in - 1) as f64) + 0.5).floor() as usize
+                })
+                .collect()
+        })
+        .collect();
+    let r = shape.len();
+    let mut out = Vec::with_capacity(out_shape.iter().product());
+    let mut pos = vec![0usize; r];
+    loop {
+        let mut off = 0;
+        for a in 0..r {
+            off = off * shape[a] + idx[a][pos[a]];
+        }
+        out.push(x[off]);
+        let mut a = r;
+        loop {
+            if a == 0 {
+                return out;
+            }
+            a -= 1;
+            pos[a] += 1;
+            if pos[a] < out_shape[a] {
+                break;
+            }
+            pos[a] = 0;
+        }
+    }
 }
 
 /// nnU-Net's `resample_data_or_seg(is_seg=True)` for one channel of a label array: the whole

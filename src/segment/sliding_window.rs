@@ -17,6 +17,7 @@
 //! * Folds: f16 logits summed in order, `f16(f32(a) + f32(b))`, then `f16(f32(sum) / n)`.
 
 use half::f16;
+use std::borrow::Cow;
 
 use crate::engine::{cpu_pointwise, Element, EngineError, Tensor, TensorF16};
 use crate::segment::plan::{OutputHeads, SlidingWindow};
@@ -213,18 +214,16 @@ pub fn predict_with_mirroring<E: std::fmt::Display>(
     Ok(p)
 }
 
-fn crop(t: &Tensor, start: [usize; 3], size: [usize; 3]) -> Tensor {
-    let s = t.shape();
-    Tensor::from_fn([s[0], s[1], size[0], size[1], size[2]], |[n, c, d, h, w]| {
-        t.at([n, c, d + start[0], h + start[1], w + start[2]])
-    })
+fn crop(t: &Tensor, start: [usize; 3], size: [usize; 3]) -> Result<Tensor, SlidingWindowError> {
+    Ok(cpu_pointwise::crop_spatial(t, start, size)?)
 }
 
-fn crop_f16(t: &TensorF16, start: [usize; 3], size: [usize; 3]) -> TensorF16 {
-    let s = t.shape();
-    TensorF16::from_fn([s[0], s[1], size[0], size[1], size[2]], |[n, c, d, h, w]| {
-        t.at([n, c, d + start[0], h + start[1], w + start[2]])
-    })
+fn crop_f16(
+    t: &TensorF16,
+    start: [usize; 3],
+    size: [usize; 3],
+) -> Result<TensorF16, SlidingWindowError> {
+    Ok(cpu_pointwise::crop_spatial(t, start, size)?)
 }
 
 /// The tiles of one prediction and where their results go.
@@ -253,7 +252,7 @@ impl Tiles<'_> {
         for &a in &self.starts[0] {
             for &b in &self.starts[1] {
                 for &c in &self.starts[2] {
-                    let x = crop(self.padded, [a, b, c], self.patch);
+                    let x = crop(self.padded, [a, b, c], self.patch)?;
                     let p = predict_with_mirroring(&x, self.mirror_axes, net)
                         .map_err(|message| SlidingWindowError::Network { tile, message })?;
                     if p.shape() != self.want {
@@ -268,7 +267,7 @@ impl Tiles<'_> {
                 }
             }
         }
-        Ok(cpu_pointwise::normalize_accumulated(&acc, &wsum)?)
+        Ok(cpu_pointwise::normalize_accumulated_in_place(acc, &wsum)?)
     }
 }
 
@@ -299,7 +298,7 @@ pub fn predict_sliding_window<E: std::fmt::Display>(
     let padded_size = [0, 1, 2].map(|a| img[a].max(patch[a]));
     let pad_lo = [0, 1, 2].map(|a| (padded_size[a] - img[a]) / 2);
     let padded = if padded_size == img {
-        data.clone()
+        Cow::Borrowed(data)
     } else {
         let mut p = Tensor::zeros([1, s[1], padded_size[0], padded_size[1], padded_size[2]]);
         for c in 0..s[1] {
@@ -312,7 +311,7 @@ pub fn predict_sliding_window<E: std::fmt::Display>(
                 }
             }
         }
-        p
+        Cow::Owned(p)
     };
     let starts: Vec<Vec<usize>> = (0..3)
         .map(|a| tile_starts(padded_size[a], patch[a], window.step_size))
@@ -326,7 +325,7 @@ pub fn predict_sliding_window<E: std::fmt::Display>(
     let out_shape = [1, heads, padded_size[0], padded_size[1], padded_size[2]];
     let want = [1, heads, patch[0], patch[1], patch[2]];
     let tiles = Tiles {
-        padded: &padded,
+        padded: padded.as_ref(),
         starts: &starts,
         patch,
         out_shape,
@@ -346,32 +345,57 @@ pub fn predict_sliding_window<E: std::fmt::Display>(
     Ok(if padded_size == img {
         logits
     } else {
-        crop_f16(&logits, pad_lo, img)
+        crop_f16(&logits, pad_lo, img)?
     })
 }
 
 /// nnU-Net's fold ensemble of f16 logits (§4.6).
 pub fn average_folds(folds: Vec<TensorF16>) -> Result<TensorF16, SlidingWindowError> {
-    let mut it = folds.into_iter();
-    let Some(mut sum) = it.next() else {
-        return Err(SlidingWindowError::FoldShapes);
-    };
-    let mut n = 1usize;
-    for f in it {
-        if f.shape() != sum.shape() {
-            return Err(SlidingWindowError::FoldShapes);
-        }
-        for (a, b) in sum.data_mut().iter_mut().zip(f.data()) {
-            *a = f16::from_f32(a.to_f32() + b.to_f32());
-        }
-        n += 1;
+    let mut avg = FoldAverage::default();
+    for f in folds {
+        avg.add(f)?;
     }
-    if n > 1 {
-        for a in sum.data_mut() {
-            *a = f16::from_f32(a.to_f32() / n as f32);
+    avg.finish()
+}
+
+/// [`average_folds`] one fold at a time, so that only the running sum and the newest fold's
+/// logits are held: `sum += fold` in f16 (each addition rounded, as torch adds half tensors),
+/// then `/ n` in f16.
+#[derive(Debug, Default)]
+pub struct FoldAverage {
+    sum: Option<TensorF16>,
+    n: usize,
+}
+
+impl FoldAverage {
+    /// Adds one fold's logits (same shape as the first).
+    pub fn add(&mut self, fold: TensorF16) -> Result<(), SlidingWindowError> {
+        match &mut self.sum {
+            None => self.sum = Some(fold),
+            Some(sum) => {
+                if fold.shape() != sum.shape() {
+                    return Err(SlidingWindowError::FoldShapes);
+                }
+                for (a, b) in sum.data_mut().iter_mut().zip(fold.data()) {
+                    *a = f16::from_f32(a.to_f32() + b.to_f32());
+                }
+            }
         }
+        self.n += 1;
+        Ok(())
     }
-    Ok(sum)
+
+    /// The average (an error when no fold was added).
+    pub fn finish(self) -> Result<TensorF16, SlidingWindowError> {
+        let mut sum = self.sum.ok_or(SlidingWindowError::FoldShapes)?;
+        if self.n > 1 {
+            let n = self.n as f32;
+            for a in sum.data_mut() {
+                *a = f16::from_f32(a.to_f32() / n);
+            }
+        }
+        Ok(sum)
+    }
 }
 
 /// Label map from f16 logits (1, heads, …) (§2): argmax (first maximum) for label heads;

@@ -282,7 +282,7 @@ impl UNet {
     ) -> Result<Tensor, UNetError> {
         let y = b.conv3d(x, &c.conv)?;
         let act = if act { self.act } else { Activation::Identity };
-        Ok(b.instance_norm_act(&y, &c.gamma, &c.beta, self.eps, act)?)
+        Ok(b.instance_norm_act_owned(y, &c.gamma, &c.beta, self.eps, act)?)
     }
 
     /// Logits for `x` (1, C_in, D, H, W).
