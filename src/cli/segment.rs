@@ -3,6 +3,7 @@
 //! Progress over tiles goes to stderr; the summary names the input by its UID hash or file
 //! stem, never by patient attributes.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -122,7 +123,7 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
             .1
         }
         None => segment_volume_with_previous(
-            &input.volume,
+            Cow::Owned(input.volume),
             previous_seg.as_ref(),
             &bundle,
             backend.as_ref(),
