@@ -17,7 +17,9 @@
 pub mod cli;
 pub mod dicom;
 pub mod engine;
+pub mod eval;
 pub mod models;
+pub mod numeric;
 pub mod phantom;
 pub mod privacy;
 pub mod segment;

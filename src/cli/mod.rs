@@ -6,6 +6,8 @@ mod bench_ops;
 mod bench_phantom;
 mod convert;
 mod demo;
+mod eval;
+mod eval_plots;
 mod example;
 mod inspect;
 mod models;
@@ -139,6 +141,11 @@ pub enum Command {
         #[arg(long)]
         no_nnunet_postprocessing: bool,
     },
+    /// Evaluation metrics equal to the field's reference code (KiTS, scikit-learn).
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
     /// Model bundles: import trained nnU-Net v2 models, verify bundles.
     Models {
         #[command(subcommand)]
@@ -182,6 +189,49 @@ pub enum ModelsCommand {
     },
     /// Check a bundle: manifest schema, weights SHA-256, tensor names, shapes, dtypes.
     Verify { bundle: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Segmentation: Dice, Surface Dice (KiTS tolerances), HD95, ASSD, volumes for the KiTS
+    /// classes and per label, lesion detection; files or folders of NIfTI label maps matched by
+    /// case name (file name without .nii/.nii.gz).
+    Seg {
+        #[arg(long)]
+        pred: PathBuf,
+        #[arg(long)]
+        truth: PathBuf,
+        /// JSON (schema nephrod.eval.seg/1) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classification: accuracy, top-2 accuracy, confusion matrix, per-class sensitivity,
+    /// specificity, PPV, F1, one-vs-rest ROC AUC with bootstrap and DeLong 95 % CIs, optional
+    /// model-vs-reader permutation tests; CSVs `case,<class>…` (probabilities) and `case,label`.
+    Cls {
+        #[arg(long)]
+        pred: PathBuf,
+        #[arg(long)]
+        truth: PathBuf,
+        /// A reader's diagnoses (`case,label`) to compare the model with.
+        #[arg(long)]
+        reader: Option<PathBuf>,
+        /// JSON (schema nephrod.eval.cls/1) instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Write ROC and precision–recall curves (PNG and SVG) into this folder.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+        /// Bootstrap resamples for the AUC CIs.
+        #[arg(long, default_value_t = 1000)]
+        resamples: usize,
+        /// Permutations of the model-vs-reader test.
+        #[arg(long, default_value_t = 10_000)]
+        permutations: usize,
+        /// Seed of the bootstrap and permutation draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -334,6 +384,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             },
         ),
+        Command::Eval {
+            what: EvalCommand::Seg { pred, truth, json },
+        } => eval::run_seg(&pred, &truth, json),
+        Command::Eval {
+            what:
+                EvalCommand::Cls {
+                    pred,
+                    truth,
+                    reader,
+                    json,
+                    plots,
+                    resamples,
+                    permutations,
+                    seed,
+                },
+        } => eval::run_cls(&eval::ClsArgs {
+            pred: &pred,
+            truth: &truth,
+            reader: reader.as_deref(),
+            json,
+            plots: plots.as_deref(),
+            settings: crate::eval::cls_report::ClsSettings {
+                resamples,
+                permutations,
+                seed,
+            },
+        }),
         Command::Bench {
             what:
                 BenchCommand::Ingest {

@@ -136,13 +136,22 @@ pub fn segment_cascade(
         nnunet_postprocessing: false,
         ..options
     };
-    let low = segment_volume_with_previous(Cow::Borrowed(volume), None, lowres, backend, first, &mut |p| {
-        progress(Progress { stage: 1, ..p })
-    })?;
-    let full =
-        segment_volume_with_previous(Cow::Borrowed(volume), Some(&low), fullres, backend, options, &mut |p| {
-            progress(Progress { stage: 2, ..p })
-        })?;
+    let low = segment_volume_with_previous(
+        Cow::Borrowed(volume),
+        None,
+        lowres,
+        backend,
+        first,
+        &mut |p| progress(Progress { stage: 1, ..p }),
+    )?;
+    let full = segment_volume_with_previous(
+        Cow::Borrowed(volume),
+        Some(&low),
+        fullres,
+        backend,
+        options,
+        &mut |p| progress(Progress { stage: 2, ..p }),
+    )?;
     Ok((low, full))
 }
 
@@ -246,7 +255,11 @@ pub fn segment_volume_with_previous(
             }))?;
     let mut voxels = voxels;
     if options.nnunet_postprocessing {
-        apply_keep_largest(&mut voxels, [dims[2], dims[1], dims[0]], &plan.postprocessing);
+        apply_keep_largest(
+            &mut voxels,
+            [dims[2], dims[1], dims[0]],
+            &plan.postprocessing,
+        );
     }
     Ok(Volume::new(dims, geometry, voxels)?)
 }

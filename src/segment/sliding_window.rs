@@ -58,38 +58,7 @@ pub fn tile_starts(image: usize, patch: usize, step: f64) -> Vec<usize> {
         .collect()
 }
 
-/// numpy's pairwise summation of a contiguous f64 array (`np.add.reduce`): blocks of ≤ 128
-/// with 8 partial sums, split recursively at a multiple of 8 below the half.
-pub fn pairwise_sum(a: &[f64]) -> f64 {
-    let n = a.len();
-    if n < 8 {
-        let mut res = 0.0;
-        for v in a {
-            res += v;
-        }
-        res
-    } else if n <= 128 {
-        let mut r = [0f64; 8];
-        r.copy_from_slice(&a[..8]);
-        let mut i = 8;
-        while i < n - (n % 8) {
-            for j in 0..8 {
-                r[j] += a[i + j];
-            }
-            i += 8;
-        }
-        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        while i < n {
-            res += a[i];
-            i += 1;
-        }
-        res
-    } else {
-        let mut n2 = n / 2;
-        n2 -= n2 % 8;
-        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
-    }
-}
+pub use crate::numeric::pairwise_sum;
 
 /// scipy's 1-D Gaussian kernel of `gaussian_filter` (truncate 4) applied to a delta at
 /// `len / 2`: `phi(i − c) / Σ phi` inside the radius, 0 outside.
