@@ -82,9 +82,17 @@ pub fn evaluate_seg(pred: &Path, truth: &Path) -> anyhow::Result<SegReport> {
     let cases: Vec<CaseReport> = pairs
         .par_iter()
         .map(|(case, pp, tp)| -> anyhow::Result<CaseReport> {
+            let start = std::time::Instant::now();
             let p = nifti::read_labels(pp).with_context(|| format!("reading {}", pp.display()))?;
             let t = nifti::read_labels(tp).with_context(|| format!("reading {}", tp.display()))?;
-            evaluate_case(case, &p, &t).with_context(|| format!("case {case}"))
+            let read = start.elapsed();
+            let r = evaluate_case(case, &p, &t).with_context(|| format!("case {case}"))?;
+            tracing::debug!(
+                read_s = read.as_secs_f64(),
+                metrics_s = (start.elapsed() - read).as_secs_f64(),
+                "case evaluated"
+            );
+            Ok(r)
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(summarize(cases))

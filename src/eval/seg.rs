@@ -12,12 +12,13 @@
 //! * Surface quantities come from [`super::surface`] on the (k, j, i) array with spacing
 //!   (s_k, s_j, s_i) — the (z, y, x) order KiTS passes to surface-distance.
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::surface::{
     assd, average_surface_distance, robust_hausdorff, surface_dice, surface_distances,
 };
-use crate::volume::Volume;
+use crate::volume::{Volume, VolumeError};
 
 /// A hierarchical evaluation class or a single label: the label values it unites.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,12 +84,14 @@ pub struct ClassMetrics {
 }
 
 /// Why two label maps cannot be compared.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum SegEvalError {
     #[error("prediction dims {pred:?} differ from truth dims {truth:?}")]
     Dims { pred: [usize; 3], truth: [usize; 3] },
     #[error("prediction spacing {pred:?} mm differs from truth spacing {truth:?} mm")]
     Spacing { pred: [f64; 3], truth: [f64; 3] },
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
 }
 
 /// Checks that two label maps share a grid (dims and spacing to 1e-4 mm).
@@ -120,13 +123,27 @@ pub fn zyx(v: &Volume<u8>) -> ([usize; 3], [f64; 3]) {
 pub fn class_metrics(pred: &Volume<u8>, truth: &Volume<u8>, class: &Class) -> ClassMetrics {
     let (shape, spacing) = zyx(truth);
     let voxel_ml = spacing.iter().product::<f64>() / 1000.0;
-    let mask = |v: &Volume<u8>| -> Vec<bool> {
-        v.data().iter().map(|l| class.labels.contains(l)).collect()
-    };
+    let mut lut = [false; 256];
+    for &l in class.labels {
+        lut[l as usize] = true;
+    }
+    let mask =
+        |v: &Volume<u8>| -> Vec<bool> { v.data().par_iter().map(|&l| lut[l as usize]).collect() };
     let (p, t) = (mask(pred), mask(truth));
-    let np = p.iter().filter(|&&x| x).count();
-    let nt = t.iter().filter(|&&x| x).count();
-    let inter = p.iter().zip(&t).filter(|(a, b)| **a && **b).count();
+    let (np, nt, inter) = p
+        .par_iter()
+        .zip(&t)
+        .fold(
+            || (0usize, 0usize, 0usize),
+            |(a, b, c), (&x, &y)| {
+                (
+                    a + usize::from(x),
+                    b + usize::from(y),
+                    c + usize::from(x && y),
+                )
+            },
+        )
+        .reduce(|| (0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
     let volumes = |m: &mut ClassMetrics| {
         m.volume_truth_ml = nt as f64 * voxel_ml;
         m.volume_pred_ml = np as f64 * voxel_ml;
@@ -158,7 +175,13 @@ pub fn class_metrics(pred: &Volume<u8>, truth: &Volume<u8>, class: &Class) -> Cl
         _ => {}
     }
     m.dice = 2.0 * inter as f64 / (np + nt) as f64;
+    let start = std::time::Instant::now();
     let sd = surface_distances(&t, &p, shape, spacing);
+    tracing::debug!(
+        class = class.name,
+        surface_s = start.elapsed().as_secs_f64(),
+        "surface distances"
+    );
     m.surface_dice = surface_dice(&sd, class.tolerance_mm);
     m.hd95_mm = Some(robust_hausdorff(&sd, 95.0));
     m.assd_mm = Some(assd(&sd));
@@ -180,6 +203,50 @@ pub struct CaseReport {
     pub detection: super::detection::Detection,
 }
 
+/// Both maps cropped to the bounding box of `pred > 0 ∪ truth > 0` (one zero voxel when both
+/// are empty); spacing kept, origin not meaningful afterwards.
+fn crop_to_foreground(
+    pred: &Volume<u8>,
+    truth: &Volume<u8>,
+) -> Result<(Volume<u8>, Volume<u8>), VolumeError> {
+    let [ni, nj, nk] = truth.dims();
+    let rows: Vec<Option<(usize, usize, usize, usize)>> = (0..nj * nk)
+        .into_par_iter()
+        .map(|r| {
+            let (a, b) = (
+                &pred.data()[r * ni..(r + 1) * ni],
+                &truth.data()[r * ni..(r + 1) * ni],
+            );
+            let first = (0..ni).find(|&i| a[i] != 0 || b[i] != 0)?;
+            let last = (0..ni).rev().find(|&i| a[i] != 0 || b[i] != 0)?;
+            Some((first, last, r % nj, r / nj))
+        })
+        .collect();
+    let mut lo = [usize::MAX; 3];
+    let mut hi = [0usize; 3];
+    for (f, l, j, k) in rows.into_iter().flatten() {
+        lo = [lo[0].min(f), lo[1].min(j), lo[2].min(k)];
+        hi = [hi[0].max(l + 1), hi[1].max(j + 1), hi[2].max(k + 1)];
+    }
+    let geometry = truth.geometry().clone();
+    if lo[0] == usize::MAX {
+        let one = Volume::filled([1, 1, 1], geometry, 0u8)?;
+        return Ok((one.clone(), one));
+    }
+    let dims = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+    let crop = |v: &Volume<u8>| {
+        let mut out = Vec::with_capacity(dims.iter().product());
+        for k in lo[2]..hi[2] {
+            for j in lo[1]..hi[1] {
+                let row = (k * nj + j) * ni;
+                out.extend_from_slice(&v.data()[row + lo[0]..row + hi[0]]);
+            }
+        }
+        Volume::new(dims, geometry.clone(), out)
+    };
+    Ok((crop(pred)?, crop(truth)?))
+}
+
 /// Evaluates one case on a shared grid.
 pub fn evaluate_case(
     case: &str,
@@ -187,6 +254,9 @@ pub fn evaluate_case(
     truth: &Volume<u8>,
 ) -> Result<CaseReport, SegEvalError> {
     check_same_grid(pred, truth)?;
+    // Every metric is unchanged by cropping both maps to the box of their joint foreground.
+    let (pred, truth) = crop_to_foreground(pred, truth)?;
+    let (pred, truth) = (&pred, &truth);
     Ok(CaseReport {
         case: case.to_string(),
         hec: HECS

@@ -311,18 +311,28 @@ pub fn read(path: &Path) -> Result<NiftiImage, NiftiError> {
 
 /// Reads a label map: every voxel must be an integer in 0..=255.
 pub fn read_labels(path: &Path) -> Result<Volume<u8>, NiftiError> {
+    use rayon::prelude::*;
     let img = read(path)?;
-    let mut out = Vec::with_capacity(img.volume.len());
-    for (index, &v) in img.volume.data().iter().enumerate() {
-        if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
-            return Err(NiftiError::NotALabel {
-                path: path.to_path_buf(),
-                index,
-                value: v as f64,
-            });
-        }
-        out.push(v as u8);
+    const CHUNK: usize = 1 << 16;
+    let bad = img
+        .volume
+        .data()
+        .par_chunks(CHUNK)
+        .enumerate()
+        .filter_map(|(c, ch)| {
+            ch.iter()
+                .position(|&v| !((0.0..=255.0).contains(&v) && (v as u8) as f32 == v))
+                .map(|p| c * CHUNK + p)
+        })
+        .min();
+    if let Some(index) = bad {
+        return Err(NiftiError::NotALabel {
+            path: path.to_path_buf(),
+            index,
+            value: img.volume.data()[index] as f64,
+        });
     }
+    let out: Vec<u8> = img.volume.data().par_iter().map(|&v| v as u8).collect();
     Volume::new(img.volume.dims(), img.volume.geometry().clone(), out).map_err(|source| {
         NiftiError::Volume {
             path: path.to_path_buf(),
@@ -375,14 +385,34 @@ impl Reader<'_> {
     fn f32(&self, at: usize) -> f32 {
         f32::from_bits(self.u32(at))
     }
-    fn f64_at(&self, at: usize, len: usize) -> [u8; 8] {
-        let mut a = [0u8; 8];
-        a[..len].copy_from_slice(&self.b[at..at + len]);
-        if self.big_endian {
-            a[..len].reverse();
-        }
-        a
-    }
+}
+
+/// Decodes `W`-byte voxels (byte order fixed to little-endian first), applies
+/// `x · slope + inter` in f64 and rounds to f32; in parallel chunks.
+fn decode<const W: usize>(
+    raw: &[u8],
+    big_endian: bool,
+    value: fn([u8; W]) -> f64,
+    slope: f64,
+    inter: f64,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let n = raw.len() / W;
+    let mut out = vec![0f32; n];
+    const CHUNK: usize = 1 << 16;
+    out.par_chunks_mut(CHUNK)
+        .zip(raw.par_chunks(CHUNK * W))
+        .for_each(|(o, src)| {
+            for (v, c) in o.iter_mut().zip(src.chunks_exact(W)) {
+                let mut a = [0u8; W];
+                a.copy_from_slice(c);
+                if big_endian {
+                    a.reverse();
+                }
+                *v = (value(a) * slope + inter) as f32;
+            }
+        });
+    out
 }
 
 fn parse(path: &Path, b: &[u8]) -> Result<NiftiImage, NiftiError> {
@@ -466,22 +496,18 @@ fn parse(path: &Path, b: &[u8]) -> Result<NiftiImage, NiftiError> {
     } else {
         (1.0, 0.0)
     };
-    let mut data = Vec::with_capacity(n);
-    for v in 0..n {
-        let at = v * width;
-        let raw = r.f64_at(vox_offset + at, width);
-        let x: f64 = match datatype {
-            dt::UINT8 => raw[0] as f64,
-            dt::INT8 => raw[0] as i8 as f64,
-            dt::INT16 => i16::from_le_bytes([raw[0], raw[1]]) as f64,
-            dt::UINT16 => u16::from_le_bytes([raw[0], raw[1]]) as f64,
-            dt::INT32 => i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as f64,
-            dt::UINT32 => u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as f64,
-            dt::FLOAT32 => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as f64,
-            _ => f64::from_le_bytes(raw),
-        };
-        data.push((x * slope + inter) as f32);
-    }
+    let raw = &b[vox_offset..vox_offset + need];
+    let big = r.big_endian;
+    let data: Vec<f32> = match datatype {
+        dt::UINT8 => decode::<1>(raw, big, |a| a[0] as f64, slope, inter),
+        dt::INT8 => decode::<1>(raw, big, |a| a[0] as i8 as f64, slope, inter),
+        dt::INT16 => decode::<2>(raw, big, |a| i16::from_le_bytes(a) as f64, slope, inter),
+        dt::UINT16 => decode::<2>(raw, big, |a| u16::from_le_bytes(a) as f64, slope, inter),
+        dt::INT32 => decode::<4>(raw, big, |a| i32::from_le_bytes(a) as f64, slope, inter),
+        dt::UINT32 => decode::<4>(raw, big, |a| u32::from_le_bytes(a) as f64, slope, inter),
+        dt::FLOAT32 => decode::<4>(raw, big, |a| f32::from_le_bytes(a) as f64, slope, inter),
+        _ => decode::<8>(raw, big, f64::from_le_bytes, slope, inter),
+    };
     let sform_code = r.i16(254);
     let qform_code = r.i16(252);
     let pixdim = [
