@@ -232,6 +232,21 @@ pub enum EvalCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Registration: Dice of the reference phase's labels vs each moving phase's labels with no
+    /// alignment, with the centre-of-mass baseline and (with --aligned) after registration.
+    Reg {
+        /// The reference phase's label map.
+        #[arg(long)]
+        reference: PathBuf,
+        /// A moving phase's label map (repeat for several phases).
+        #[arg(long, required = true)]
+        moving: Vec<PathBuf>,
+        /// The registration's output for each --moving, on the reference grid, same order.
+        #[arg(long)]
+        aligned: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -387,6 +402,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval {
             what: EvalCommand::Seg { pred, truth, json },
         } => eval::run_seg(&pred, &truth, json),
+        Command::Eval {
+            what:
+                EvalCommand::Reg {
+                    reference,
+                    moving,
+                    aligned,
+                    json,
+                },
+        } => eval::run_reg(&reference, &moving, &aligned, json),
         Command::Eval {
             what:
                 EvalCommand::Cls {

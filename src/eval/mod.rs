@@ -6,11 +6,13 @@
 //! * [`seg`] — per-case Dice / Surface Dice / HD95 / ASSD / volumes for KiTS HECs and labels.
 //! * [`cls`] — accuracy, confusion, per-class rates, ROC AUC, DeLong, bootstrap, permutation test.
 //! * [`detection`] — lesion detection per connected component, by size stratum.
+//! * [`reg`] — Dice of aligned phases beside the identity and centre-of-mass baselines.
 
 pub mod cls;
 pub mod cls_report;
 pub mod detection;
 pub mod edt;
+pub mod reg;
 pub mod seg;
 pub mod surface;
 mod surfel_normals;
