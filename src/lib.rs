@@ -22,5 +22,6 @@ pub mod models;
 pub mod numeric;
 pub mod phantom;
 pub mod privacy;
+pub mod report;
 pub mod segment;
 pub mod volume;

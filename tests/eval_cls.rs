@@ -190,3 +190,48 @@ fn bad_inputs_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a number"));
 }
+
+#[test]
+fn plots_are_written_as_png_and_svg_with_auc_legends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plots = tmp.path().join("plots");
+    let out = Command::new(env!("CARGO_BIN_EXE_nephrod"))
+        .args(["eval", "cls", "--json", "--pred"])
+        .arg(dir().join("preds.csv"))
+        .arg("--truth")
+        .arg(dir().join("truth.csv"))
+        .arg("--plots")
+        .arg(&plots)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for stem in ["roc", "pr", "roc_benign_vs_malignant"] {
+        let png = std::fs::read(plots.join(format!("{stem}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png");
+        assert!(png.len() > 10_000, "{stem}.png too small");
+        let svg = std::fs::read_to_string(plots.join(format!("{stem}.svg"))).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{stem}.svg"
+        );
+    }
+    let roc = std::fs::read_to_string(plots.join("roc.svg")).unwrap();
+    for c in ["ccRCC", "pRCC", "chRCC", "oncocytoma", "AML"] {
+        let w = &r["auc"][c];
+        let label = format!(
+            "{c} AUC {:.3} ({:.3}–{:.3})",
+            f(&w["value"]),
+            f(&w["ci95"][0]),
+            f(&w["ci95"][1])
+        );
+        assert!(roc.contains(&label), "roc.svg lacks {label}");
+    }
+    assert!(std::fs::read_to_string(plots.join("pr.svg"))
+        .unwrap()
+        .contains("ccRCC AP "));
+}

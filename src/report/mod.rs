@@ -1,0 +1,8 @@
+//! Reports: what nephrod hands to people — figures for papers and, later, study reports.
+//!
+//! * [`chart`] — line charts (ROC, precision–recall) as SVG and PNG from one layout, with no
+//!   dependency beyond `flate2`; text from an embedded bitmap font (`font`, generated).
+
+pub mod chart;
+#[rustfmt::skip]
+mod font;
