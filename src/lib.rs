@@ -14,6 +14,7 @@
 // Small fixed-size matrix code reads best with explicit index loops.
 #![allow(clippy::needless_range_loop)]
 
+pub mod classify;
 pub mod cli;
 pub mod dicom;
 pub mod engine;
@@ -22,6 +23,7 @@ pub mod models;
 pub mod numeric;
 pub mod phantom;
 pub mod privacy;
+pub mod register;
 pub mod report;
 pub mod segment;
 pub mod volume;
