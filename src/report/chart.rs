@@ -28,7 +28,6 @@
 //! scaled bilinearly above 2; positions always come from the 13 px advances × scale.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use super::font::{self, Face};
 
@@ -154,7 +153,7 @@ impl Chart {
     pub fn to_png(&self, scale: u32) -> Vec<u8> {
         let s = scale.clamp(1, MAX_SCALE);
         let canvas = raster(&self.layout(), s);
-        encode_png(canvas.w as u32, canvas.h as u32, &canvas.rgb)
+        super::png::encode_rgb(canvas.w as u32, canvas.h as u32, &canvas.rgb)
     }
 
     fn layout(&self) -> Vec<Item> {
@@ -1001,51 +1000,6 @@ fn draw_glyph(
             canvas.blend(px, py, c, a);
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// PNG encoder.
-
-/// Encodes 8-bit RGB rows as a PNG: signature, IHDR, IDAT chunks of at most 1 MiB, IEND.
-fn encode_png(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
-    let row = w as usize * 3;
-    let mut raw = Vec::with_capacity((row + 1) * h as usize);
-    for r in rgb.chunks(row.max(1)).take(h as usize) {
-        raw.push(0); // filter: none
-        raw.extend_from_slice(r);
-    }
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    // Writing into a Vec cannot fail.
-    let data = z
-        .write_all(&raw)
-        .and_then(|()| z.finish())
-        .expect("zlib into a Vec<u8> is infallible");
-
-    let mut png = Vec::with_capacity(data.len() + 64);
-    png.extend_from_slice(b"\x89PNG\r\n\x1a\n");
-    let mut ihdr = Vec::with_capacity(13);
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit, truecolour, deflate, filter 0, no interlace
-    chunk(&mut png, b"IHDR", &ihdr);
-    for part in data.chunks(1 << 20) {
-        chunk(&mut png, b"IDAT", part);
-    }
-    if data.is_empty() {
-        chunk(&mut png, b"IDAT", &[]);
-    }
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
 }
 
 #[cfg(test)]

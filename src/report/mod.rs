@@ -2,7 +2,9 @@
 //!
 //! * [`chart`] — line charts (ROC, precision–recall) as SVG and PNG from one layout, with no
 //!   dependency beyond `flate2`; text from an embedded bitmap font (`font`, generated).
+//! * [`png`] — the PNG encoder behind charts and image overlays (Grad-CAM).
 
 pub mod chart;
+pub mod png;
 #[rustfmt::skip]
 mod font;
