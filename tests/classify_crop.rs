@@ -81,10 +81,8 @@ fn linear_ct_is_reproduced_exactly() {
         for c in 0..nc {
             let i = crop.columns.source(c, nc);
             let j = crop.rows.source(r, nr);
-            let inside = i >= 0.0
-                && j >= 0.0
-                && i <= (dims[0] - 1) as f64
-                && j <= (dims[1] - 1) as f64;
+            let inside =
+                i >= 0.0 && j >= 0.0 && i <= (dims[0] - 1) as f64 && j <= (dims[1] - 1) as f64;
             if !inside {
                 continue;
             }
@@ -129,21 +127,20 @@ fn crops_do_not_depend_on_scan_orientation() {
     };
     let base = crop_of([0, 1, 2], [1.0, 1.0, 1.0]);
     let variants = [
-        ([0, 1, 2], [-1.0, 1.0, 1.0]),  // x flipped
-        ([0, 1, 2], [1.0, -1.0, 1.0]),  // prone-like: y flipped
+        ([0, 1, 2], [-1.0, 1.0, 1.0]),   // x flipped
+        ([0, 1, 2], [1.0, -1.0, 1.0]),   // prone-like: y flipped
         ([0, 1, 2], [-1.0, -1.0, -1.0]), // feet-first, rotated
-        ([1, 0, 2], [1.0, 1.0, 1.0]),   // i along y, j along x
-        ([1, 0, 2], [-1.0, 1.0, -1.0]), // both
+        ([1, 0, 2], [1.0, 1.0, 1.0]),    // i along y, j along x
+        ([1, 0, 2], [-1.0, 1.0, -1.0]),  // both
     ];
     for (perm, sign) in variants {
         let v = crop_of(perm, sign);
         assert!((v.lesion_area_mm2 - base.lesion_area_mm2).abs() < 1e-9);
-        let worst = v
-            .hu
-            .iter()
-            .zip(&base.hu)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst =
+            v.hu.iter()
+                .zip(&base.hu)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
         assert!(
             worst < 1e-3,
             "perm {perm:?} sign {sign:?}: crops differ by {worst}"

@@ -70,7 +70,9 @@ pub fn stack_image(
 
 /// Softmax in f64 (max-subtracted).
 pub fn softmax(logits: &[f32]) -> Vec<f64> {
-    let m = logits.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b as f64));
+    let m = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, b| a.max(*b as f64));
     let e: Vec<f64> = logits.iter().map(|v| (*v as f64 - m).exp()).collect();
     let s: f64 = e.iter().sum();
     e.into_iter().map(|v| v / s).collect()
@@ -103,7 +105,11 @@ pub fn combine(per_image: Vec<Vec<f64>>) -> Option<Prediction> {
         .map(|c| per_image.iter().map(|p| p[c]).sum::<f64>() / n)
         .collect();
     let mut order: Vec<usize> = (0..k).collect();
-    order.sort_by(|a, b| probabilities[*b].total_cmp(&probabilities[*a]).then(a.cmp(b)));
+    order.sort_by(|a, b| {
+        probabilities[*b]
+            .total_cmp(&probabilities[*a])
+            .then(a.cmp(b))
+    });
     let benign: f64 = BENIGN_CLASSES.iter().map(|c| probabilities[*c]).sum();
     Some(Prediction {
         top_class: order[0],

@@ -4,14 +4,18 @@
 mod bench;
 mod bench_ops;
 mod bench_phantom;
+mod classify;
 mod convert;
 mod demo;
 mod eval;
 mod eval_plots;
 mod example;
+mod export_crops;
 mod inspect;
 mod models;
 mod phantom;
+mod phases_input;
+mod register;
 mod segment;
 mod segment_input;
 
@@ -93,6 +97,52 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::phantom::output::Frames::Single)]
         frames: crate::phantom::output::Frames,
     },
+    /// Classify every tumour lesion of a multi-phase study into ccRCC, pRCC, chRCC, oncocytoma
+    /// and AML (seed 001): registers the phases to the reference phase, crops each lesion's
+    /// largest axial slice per phase, runs a classifier bundle; writes classification.json.
+    Classify {
+        /// Classifier bundle folder (`nephrod models import-classifier`).
+        #[arg(long)]
+        model: PathBuf,
+        /// A case folder with a truth.json naming each phase's image and labels (the layout
+        /// of `nephrod phantom --format nifti`; lesion labels in it are ignored).
+        #[arg(long, conflicts_with = "phase", required_unless_present = "phase")]
+        case: Option<PathBuf>,
+        /// PHASE=IMAGE,LABELS (repeat): a phase's CT (.nii.gz or DICOM folder) and label map.
+        #[arg(long)]
+        phase: Vec<String>,
+        /// Output folder (created; must be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The phases are already on one grid: skip registration.
+        #[arg(long)]
+        no_register: bool,
+        /// Also write Grad-CAM overlays of the top class on every input crop.
+        #[arg(long)]
+        grad_cam: bool,
+        #[arg(long, value_enum, default_value_t = segment::Device::Cpu)]
+        device: segment::Device,
+    },
+    /// Write the classifier's exact inputs (normalised 3-phase crops, .npy) and their labels
+    /// for every lesion of a labelled dataset, made as `nephrod classify` makes them.
+    ExportCrops {
+        /// Folder of case folders with truth.json (`nephrod phantom --format nifti` layout).
+        dataset: PathBuf,
+        /// Output folder (created; must be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Take the crop settings from this classifier bundle (default: nephrod's defaults).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The phases of each case are already on one grid: skip registration.
+        #[arg(long)]
+        no_register: bool,
+        /// Also write a PNG of every phase crop (windowed).
+        #[arg(long)]
+        png: bool,
+        #[arg(long, value_enum, default_value_t = segment::Device::Cpu)]
+        device: segment::Device,
+    },
     /// Write a small generated multi-phase CT study (DICOM) to try the other commands on.
     Example {
         #[arg(long)]
@@ -140,6 +190,25 @@ pub enum Command {
         /// import), i.e. write what `nnUNetv2_predict` alone writes.
         #[arg(long)]
         no_nnunet_postprocessing: bool,
+    },
+    /// Affine registration of a moving phase to a reference phase on their kidney/tumour label
+    /// maps (seed 001): writes transform.json, aligned_labels.nii.gz and aligned_image.nii.gz
+    /// on the reference grid.
+    Register {
+        #[arg(long)]
+        reference_labels: PathBuf,
+        #[arg(long)]
+        moving_labels: PathBuf,
+        /// The moving phase's CT, resampled with the transform found.
+        #[arg(long)]
+        moving_image: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = segment::Device::Cpu)]
+        device: segment::Device,
+        /// Print transform.json on stdout instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Evaluation metrics equal to the field's reference code (KiTS, scikit-learn).
     Eval {
@@ -189,6 +258,26 @@ pub enum ModelsCommand {
     },
     /// Check a bundle: manifest schema, weights SHA-256, tensor names, shapes, dtypes.
     Verify { bundle: PathBuf },
+    /// Convert a classifier's weights (torchvision ResNet state dict with `input_conv.*`, as
+    /// .safetensors or a PyTorch .pth) into a classifier bundle.
+    ImportClassifier {
+        #[arg(long)]
+        weights: PathBuf,
+        /// resnet18, resnet34, resnet50 or resnet101.
+        #[arg(long, default_value = "resnet101")]
+        arch: String,
+        /// The weights have no 1×1 input convolution.
+        #[arg(long)]
+        no_input_conv: bool,
+        /// Crop settings (JSON, the manifest's `crop` object; default: nephrod's).
+        #[arg(long)]
+        crop_settings: Option<PathBuf>,
+        /// What the training recorded (JSON, kept in the manifest).
+        #[arg(long)]
+        training: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -372,6 +461,82 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models {
             what: ModelsCommand::Verify { bundle },
         } => models::run_verify(&bundle),
+        Command::Models {
+            what:
+                ModelsCommand::ImportClassifier {
+                    weights,
+                    arch,
+                    no_input_conv,
+                    crop_settings,
+                    training,
+                    out,
+                },
+        } => models::run_import_classifier(&models::ImportClassifierArgs {
+            weights: &weights,
+            arch: &arch,
+            input_conv: !no_input_conv,
+            crop_settings: crop_settings.as_deref(),
+            training: training.as_deref(),
+            out: &out,
+        }),
+        Command::Classify {
+            model,
+            case,
+            phase,
+            out,
+            no_register,
+            grad_cam,
+            device,
+        } => {
+            let phases = match case {
+                Some(dir) => crate::classify::dataset::read_case(&dir)?.phases,
+                None => phase
+                    .iter()
+                    .map(|s| phases_input::parse_phase_arg(s))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            };
+            let backend = crate::engine::select_backend(device == segment::Device::Cuda);
+            classify::run(
+                &classify::ClassifyArgs {
+                    model: &model,
+                    phases,
+                    out: &out,
+                    register: !no_register,
+                    grad_cam,
+                },
+                backend.as_ref(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportCrops {
+            dataset,
+            out,
+            model,
+            no_register,
+            png,
+            device,
+        } => {
+            let crop = match model {
+                Some(m) => {
+                    crate::classify::bundle::ClassifierBundle::open(&m)?
+                        .manifest
+                        .crop
+                }
+                None => crate::classify::settings::CropSettings::default(),
+            };
+            let backend = crate::engine::select_backend(device == segment::Device::Cuda);
+            export_crops::run(
+                &export_crops::ExportArgs {
+                    dataset: &dataset,
+                    out: &out,
+                    crop,
+                    register: !no_register,
+                    png,
+                },
+                backend.as_ref(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Phantom {
             out,
             cases,
@@ -399,6 +564,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             },
         ),
+        Command::Register {
+            reference_labels,
+            moving_labels,
+            moving_image,
+            out,
+            device,
+            json,
+        } => register::run(&register::RegisterArgs {
+            reference_labels: &reference_labels,
+            moving_labels: &moving_labels,
+            moving_image: moving_image.as_deref(),
+            out: &out,
+            gpu: device == segment::Device::Cuda,
+            json,
+        }),
         Command::Eval {
             what: EvalCommand::Seg { pred, truth, json },
         } => eval::run_seg(&pred, &truth, json),

@@ -40,7 +40,82 @@ pub fn run_import(a: &ImportArgs<'_>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Arguments of `nephrod models import-classifier`.
+pub struct ImportClassifierArgs<'a> {
+    pub weights: &'a Path,
+    pub arch: &'a str,
+    pub input_conv: bool,
+    pub crop_settings: Option<&'a Path>,
+    pub training: Option<&'a Path>,
+    pub out: &'a Path,
+}
+
+fn read_json(p: &Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+}
+
+pub fn run_import_classifier(a: &ImportClassifierArgs) -> anyhow::Result<ExitCode> {
+    use crate::classify::bundle::{import_weights, ImportRequest};
+    use crate::classify::resnet::{ResNetConfig, ResNetDepth};
+    let depth: ResNetDepth = serde_json::from_value(serde_json::Value::String(a.arch.into()))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--arch {:?}: expected resnet18, resnet34, resnet50 or resnet101",
+                a.arch
+            )
+        })?;
+    let crop = match a.crop_settings {
+        Some(p) => serde_json::from_value(read_json(p)?)
+            .with_context(|| format!("{}: not crop settings", p.display()))?,
+        None => crate::classify::settings::CropSettings::default(),
+    };
+    let training = a.training.map(read_json).transpose()?;
+    let m = import_weights(&ImportRequest {
+        weights: a.weights,
+        architecture: ResNetConfig {
+            depth,
+            num_classes: crate::classify::settings::CLASSES.len(),
+            input_conv: a.input_conv,
+        },
+        crop,
+        training,
+        out: a.out,
+    })
+    .with_context(|| format!("importing {}", a.weights.display()))?;
+    println!(
+        "{}: {:?} classifier, {} parameters, weights SHA-256 {}",
+        a.out.display(),
+        m.architecture.depth,
+        m.parameters,
+        m.weights.sha256
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_classifier_bundle(dir: &Path) -> bool {
+    read_json(&dir.join(crate::classify::bundle::MANIFEST_FILE))
+        .ok()
+        .and_then(|v| {
+            v["schema"]
+                .as_str()
+                .map(|s| s == crate::classify::bundle::SCHEMA)
+        })
+        .unwrap_or(false)
+}
+
 pub fn run_verify(dir: &Path) -> anyhow::Result<ExitCode> {
+    if is_classifier_bundle(dir) {
+        let b = crate::classify::bundle::ClassifierBundle::open(dir)
+            .with_context(|| format!("verifying {}", dir.display()))?;
+        println!(
+            "{}: OK (classifier {:?}, {} parameters; SHA-256, names, shapes and dtypes match the manifest)",
+            dir.display(),
+            b.manifest.architecture.depth,
+            b.manifest.parameters
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let b = Bundle::open(dir).with_context(|| format!("verifying {}", dir.display()))?;
     println!(
         "{}: OK ({} weights file(s), SHA-256, names, shapes and dtypes match the manifest)",

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 
-
 /// Encodes `w`×`h` 8-bit RGB pixels (row-major, top row first; `rgb.len()` = 3·w·h) as a PNG: signature, IHDR, IDAT chunks of at most 1 MiB, IEND.
 pub fn encode_rgb(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
     let row = w as usize * 3;
@@ -45,4 +44,3 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     crc.update(data);
     out.extend_from_slice(&crc.sum().to_be_bytes());
 }
-
