@@ -2,6 +2,7 @@
 //! own file and talks to the library through typed structs; errors are `anyhow` here only.
 
 mod bench;
+mod bench_classifier;
 mod bench_ops;
 mod bench_phantom;
 mod classify;
@@ -340,6 +341,19 @@ pub enum EvalCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Classifier forward (candle ResNet) vs torchvision CPU, same weights and input, as a ratio.
+    Classifier {
+        #[arg(long, default_value = "resnet101")]
+        arch: String,
+        /// Images per forward (3 = a four-phase study's leave-one-out images).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Python with torch + torchvision (default: .cache/nnunet-venv/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// DICOM ingest (scan, sort, decode, rescale) of a generated 512×512×N series vs pydicom.
     Ingest {
         #[arg(long, default_value_t = 300)]
@@ -623,6 +637,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     python,
                 },
         } => bench::run_ingest(slices, repeats, python),
+        Command::Bench {
+            what:
+                BenchCommand::Classifier {
+                    arch,
+                    batch,
+                    repeats,
+                    python,
+                },
+        } => bench_classifier::run(&bench_classifier::BenchClassifierArgs {
+            arch,
+            batch,
+            repeats,
+            python,
+        }),
         Command::Bench {
             what: BenchCommand::Phantom { cases, full },
         } => bench_phantom::run(cases, full),
