@@ -1,8 +1,8 @@
-//! The registration's spatial transformer equals PyTorch's: nephrod's engine resampler with the
-//! index-space θ that corresponds to a normalised θₙ gives F.affine_grid(θₙ, align_corners=True)
-//! + F.grid_sample (trilinear, zeros padding) to 1e-5, and its θ gradient, carried back to θₙ
-//! by the chain rule, equals autograd's to 1e-4 (away from the identity's voxel-centre kinks) (tests/data/register/affine_grid.json from
-//! tools/oracle/affine_grid_golden.py, torch 2.15.0).
+//! The registration's spatial transformer equals PyTorch's. nephrod's engine resampler, with
+//! the index-space theta that corresponds to a normalised theta_n, gives F.affine_grid
+//! (align_corners=True) followed by F.grid_sample (trilinear, zeros padding) to 1e-5; its theta
+//! gradient carried back to theta_n equals autograd's to 1e-4 away from the identity's kinks.
+//! Golden: tests/data/register/affine_grid.json (tools/oracle/affine_grid_golden.py, torch 2.15).
 //!
 //! θ (index) = N_in⁻¹ · θₙ · N_out with N(size) mapping index i to 2i/(size−1) − 1 per axis
 //! (x = w fastest, y = h, z = d); ∂L/∂θₙ = N_in⁻ᵀ · ∂L/∂θ · N_outᵀ on the 4×4 forms.
@@ -117,9 +117,7 @@ fn engine_resampler_equals_affine_grid_and_grid_sample() {
         let up = Tensor::new([1, 2, out_dhw[0], out_dhw[1], out_dhw[2]], up).unwrap();
         let g = backend.resample_affine_grad(&x, &theta, &up).unwrap();
         let mut g4 = [[0.0; 4]; 4];
-        for r in 0..3 {
-            g4[r] = g[r];
-        }
+        g4[..3].copy_from_slice(&g);
         let gn = mul(&mul(&transpose(&p), &g4), &transpose(&q));
         let want_g: Vec<Vec<f64>> = c["grad_theta_n"]
             .as_array()
