@@ -64,6 +64,21 @@ pub struct PhaseView<'a> {
     pub labels: &'a Volume<u8>,
 }
 
+impl<'a> PhaseView<'a> {
+    /// Views of every registered phase (all on the reference grid).
+    pub fn of_study(study: &'a crate::register::StudyRegistration) -> Vec<PhaseView<'a>> {
+        study
+            .phases
+            .iter()
+            .map(|p| PhaseView {
+                phase: p.phase,
+                ct: &p.ct,
+                labels: &p.labels,
+            })
+            .collect()
+    }
+}
+
 /// A lesion of the reference phase (see the module doc).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LesionRegion {

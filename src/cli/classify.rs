@@ -30,22 +30,10 @@ pub fn run(args: &ClassifyArgs, backend: &dyn Backend) -> anyhow::Result<()> {
     let ropts = RegisterOptions::default();
     let study = load_registered(&args.phases, backend, args.register, &ropts)?;
     fresh_out_dir(args.out)?;
-    let Some(reference) = study
-        .phases
-        .iter()
-        .find(|p| p.phase == study.reference_phase)
-    else {
+    let Some(reference) = study.reference() else {
         anyhow::bail!("the reference phase has no volume");
     };
-    let views: Vec<PhaseView> = study
-        .phases
-        .iter()
-        .map(|p| PhaseView {
-            phase: p.phase,
-            ct: &p.ct,
-            labels: &p.labels,
-        })
-        .collect();
+    let views = PhaseView::of_study(&study);
     let lesions = classify_study(
         &bundle,
         &reference.labels,

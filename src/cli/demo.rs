@@ -1,10 +1,10 @@
 //! `nephrod demo`: the main job on the embedded default data.
 //!
-//! Generates one synthetic four-phase study (phantom, with truth) into a spool folder, runs as
-//! much of the pipeline as exists — today: ingest (series assembly, HU calibration) and phase
-//! detection, with NIfTI export — compares what it found with the truth and writes
-//! `result/report.json`. Later stages (segmentation, registration, classification, report) join
-//! here as they land.
+//! Generates one synthetic four-phase study (phantom, with truth) into a spool folder, runs the
+//! pipeline — ingest (series assembly, HU calibration), phase detection and NIfTI export, then
+//! with the demo models ([`super::demo_models`]) segmentation of every phase, registration and
+//! classification of every tumour — compares each stage with the truth and writes
+//! `result/report.json`. The appliance's report (issue 9) joins here when it lands.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,8 +12,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
+use super::demo_models::{run_model_stages, DemoPhase};
 use crate::dicom::ingest::ingest;
 use crate::dicom::phase::Phase;
+use crate::engine::select_backend;
 use crate::phantom::acquisition::{AcquisitionOptions, StudySize};
 use crate::phantom::output::{self, Compression, DicomOptions, Frames, OutputFormat};
 use crate::phantom::truth::LesionTruth;
@@ -43,6 +45,7 @@ struct DemoReport {
     study_uid_hash: String,
     stages_run: Vec<&'static str>,
     stages_not_yet_available: Vec<&'static str>,
+    models: super::demo_models::ModelStages,
     series: Vec<SeriesResult>,
     phases_correct: usize,
     phases_total: usize,
@@ -60,7 +63,12 @@ fn default_out() -> PathBuf {
     std::env::temp_dir().join(format!("nephrod-demo-{stamp}-{}", std::process::id()))
 }
 
-pub fn run(out: Option<&Path>, seed: u64) -> anyhow::Result<ExitCode> {
+pub fn run(
+    out: Option<&Path>,
+    seed: u64,
+    models: &Path,
+    prefer_gpu: bool,
+) -> anyhow::Result<ExitCode> {
     let out = out.map(Path::to_path_buf).unwrap_or_else(default_out);
     let spool = out.join("spool");
     let result = out.join("result");
@@ -96,6 +104,7 @@ pub fn run(out: Option<&Path>, seed: u64) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&volumes_dir)?;
     let mut series = Vec::new();
     let mut study_hash = String::new();
+    let mut phases = Vec::new();
     for (study, vols) in ingested.report.studies.iter().zip(ingested.volumes) {
         study_hash = uid_hash(&study.study_uid);
         for (se, vol) in study.series.iter().zip(vols) {
@@ -108,6 +117,11 @@ pub fn run(out: Option<&Path>, seed: u64) -> anyhow::Result<ExitCode> {
                 Some(v) => {
                     let p = volumes_dir.join(format!("{}.nii.gz", se.phase.as_str()));
                     nifti::write(&p, &v).with_context(|| format!("writing {}", p.display()))?;
+                    phases.push(DemoPhase {
+                        phase: se.phase,
+                        truth_phase,
+                        ct: v,
+                    });
                     Some(p)
                 }
                 None => None,
@@ -128,20 +142,7 @@ pub fn run(out: Option<&Path>, seed: u64) -> anyhow::Result<ExitCode> {
         }
     }
     let phases_correct = series.iter().filter(|s| s.phase_correct).count();
-    let report = DemoReport {
-        nephrod_version: env!("CARGO_PKG_VERSION"),
-        seed,
-        study_uid_hash: study_hash,
-        stages_run: vec!["ingest", "phase_detection", "nifti_export"],
-        stages_not_yet_available: vec!["segmentation", "registration", "classification", "report"],
-        phases_total: truth.phases.len(),
-        phases_correct,
-        skipped_files: ingested.report.skipped.len(),
-        series,
-        truth_file: case_dir.join("truth.json"),
-        truth_lesions: truth.lesions.clone(),
-    };
-    for s in &report.series {
+    for s in &series {
         println!(
             "  series {}: {:<12} detected {:<12} (truth {:<12}) aorta {:>6} HU  {}",
             s.series_uid_hash,
@@ -152,6 +153,28 @@ pub fn run(out: Option<&Path>, seed: u64) -> anyhow::Result<ExitCode> {
             if s.phase_correct { "ok" } else { "MISMATCH" }
         );
     }
+
+    // 3. Segmentation, registration, classification with the demo models.
+    println!("models: {}", models.display());
+    let backend = select_backend(prefer_gpu);
+    let model_stages =
+        run_model_stages(phases, &truth, &case_dir, &result, models, backend.as_ref())?;
+    let mut stages_run = vec!["ingest", "phase_detection", "nifti_export"];
+    stages_run.extend(model_stages.stages_run.iter().copied());
+    let report = DemoReport {
+        nephrod_version: env!("CARGO_PKG_VERSION"),
+        seed,
+        study_uid_hash: study_hash,
+        stages_run,
+        stages_not_yet_available: vec!["report"],
+        models: model_stages,
+        phases_total: truth.phases.len(),
+        phases_correct,
+        skipped_files: ingested.report.skipped.len(),
+        series,
+        truth_file: case_dir.join("truth.json"),
+        truth_lesions: truth.lesions.clone(),
+    };
     let report_path = result.join("report.json");
     output::write_json(&report_path, &report)?;
     println!(

@@ -109,20 +109,8 @@ pub fn run(args: &ExportArgs, backend: &dyn Backend) -> anyhow::Result<()> {
                 format!("phase {} not registered: {}", f.phase.as_str(), f.message),
             ));
         }
-        let views: Vec<PhaseView> = study
-            .phases
-            .iter()
-            .map(|p| PhaseView {
-                phase: p.phase,
-                ct: &p.ct,
-                labels: &p.labels,
-            })
-            .collect();
-        let Some(reference) = study
-            .phases
-            .iter()
-            .find(|p| p.phase == study.reference_phase)
-        else {
+        let views = PhaseView::of_study(&study);
+        let Some(reference) = study.reference() else {
             summary
                 .skipped
                 .push(skip(None, "no reference phase".to_string()));

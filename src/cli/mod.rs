@@ -8,6 +8,7 @@ mod bench_phantom;
 mod classify;
 mod convert;
 mod demo;
+mod demo_models;
 mod eval;
 mod eval_plots;
 mod example;
@@ -69,6 +70,13 @@ pub enum Command {
         out: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Folder holding the demo bundles kidney-seg-demo/ and renal-mass-classifier-demo/
+        /// (default: $NEPHROD_MODELS, else the models/ folder of the source tree).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Engine device for the models.
+        #[arg(long, value_enum, default_value_t = segment::Device::Cpu)]
+        device: segment::Device,
     },
     /// Generate synthetic multi-phase renal CT studies with ground truth (truth.json).
     Phantom {
@@ -88,6 +96,9 @@ pub enum Command {
         /// Always acquire all four phases (default: 2–4 drawn per case).
         #[arg(long)]
         all_phases: bool,
+        /// Lesion counts and subtypes: clinic-like, or balanced subtypes for classifier training.
+        #[arg(long, value_enum, default_value_t = crate::phantom::anatomy::LesionMix::Clinic)]
+        lesion_mix: crate::phantom::anatomy::LesionMix,
         /// Write some series' files in shuffled order.
         #[arg(long)]
         shuffle_files: bool,
@@ -419,7 +430,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect { dir, json } => inspect::run(&dir, json),
         Command::Convert { dir, out } => convert::run(&dir, &out),
         Command::Example { out, slices } => example::run(&out, slices),
-        Command::Demo { out, seed } => demo::run(out.as_deref(), seed),
+        Command::Demo {
+            out,
+            seed,
+            models,
+            device,
+        } => demo::run(
+            out.as_deref(),
+            seed,
+            &demo_models::models_dir(models.as_deref()),
+            device == segment::Device::Cuda,
+        ),
         Command::Segment {
             input,
             model,
@@ -559,6 +580,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             size,
             orientation_variants,
             all_phases,
+            lesion_mix,
             shuffle_files,
             compression,
             frames,
@@ -571,6 +593,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 size,
                 orientation_variants,
                 all_phases,
+                lesion_mix,
                 dicom: crate::phantom::output::DicomOptions {
                     shuffle_files,
                     compression,

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::phantom::acquisition::{AcquisitionOptions, StudySize};
+use crate::phantom::anatomy::LesionMix;
 use crate::phantom::output::{self, DicomOptions, OutputFormat};
 use crate::phantom::{generate_case, CaseOptions};
 
@@ -19,6 +20,7 @@ pub struct PhantomArgs {
     pub size: StudySize,
     pub orientation_variants: bool,
     pub all_phases: bool,
+    pub lesion_mix: LesionMix,
     pub dicom: DicomOptions,
 }
 
@@ -29,7 +31,7 @@ pub fn run(out: &Path, args: &PhantomArgs) -> anyhow::Result<ExitCode> {
             orientation_variants: args.orientation_variants,
             all_phases: args.all_phases,
         },
-        ..CaseOptions::default()
+        anatomy: args.lesion_mix.anatomy_options(),
     };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut training_cases = 0;

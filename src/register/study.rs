@@ -101,6 +101,11 @@ pub struct PairEntry {
 }
 
 impl StudyRegistration {
+    /// The reference phase's volumes (`None` only when no phase has volumes).
+    pub fn reference(&self) -> Option<&AlignedPhase> {
+        self.phases.iter().find(|p| p.phase == self.reference_phase)
+    }
+
     pub fn report(&self) -> StudyReport {
         StudyReport {
             reference_phase: self.reference_phase,

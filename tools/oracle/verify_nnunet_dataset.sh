@@ -29,14 +29,11 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
-req=tools/oracle/requirements-nnunet.txt
 venv=$root/.cache/nnunet-venv
 py=$venv/bin/python
 cases=${CASES:-6}
 seed=${SEED:-1}
 nproc=${NPROC:-2}
-torch_source=${TORCH_SOURCE:-auto}
-cpu_index=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 dataset_id=501
 dataset_name=Dataset${dataset_id}_NephrodPhantom
 t0=$(date +%s)
@@ -45,41 +42,8 @@ die() { echo "verify_nnunet_dataset: FAIL: $*" >&2; exit 1; }
 step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 
 # ---------------------------------------------------------------- 1. venv
-if [ ! -x "$py" ]; then
-  step "creating $venv"
-  python3 -m venv "$venv"
-fi
-if [ "$torch_source" = auto ]; then
-  if "$py" - "$cpu_index/torch/" <<'PY' >/dev/null 2>&1
-import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=10).read(1)
-PY
-  then torch_source=cpu; else torch_source=pypi; fi
-fi
-stamp=$venv/.nephrod-requirements.sha256
-want="$(sha256sum "$req" | cut -d' ' -f1) torch=$torch_source"
-if [ -f "$stamp" ] && [ "$(cut -d' ' -f2 "$stamp")" != "torch=$torch_source" ]; then
-  step "torch source changed ($(cut -d' ' -f2 "$stamp") -> torch=$torch_source): recreating $venv"
-  rm -rf "$venv" && python3 -m venv "$venv"
-fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  step "installing $req (torch from: $torch_source)"
-  pipi() { "$py" -m pip install --quiet --disable-pip-version-check "$@"; }
-  if [ "$torch_source" = cpu ]; then
-    torch_pins=$(grep -E '^(torch|torchvision)==' "$req")
-    # shellcheck disable=SC2086
-    pipi --index-url "$cpu_index" $torch_pins
-    filtered=$(mktemp)
-    grep -v -E '^(nvidia-|cuda-|triton==)' "$req" >"$filtered"
-    pipi -r "$filtered"
-    rm -f "$filtered"
-  else
-    pipi -r "$req"
-  fi
-  echo "$want" >"$stamp"
-else
-  step "venv up to date ($venv, torch from: $torch_source)"
-fi
+step "venv (tools/nnunet_venv.sh)"
+py=$(bash "$root/tools/nnunet_venv.sh" | tail -n 1)
 "$py" - <<'PY'
 import importlib.metadata as md, torch
 print(f"   nnunetv2 {md.version('nnunetv2')}, torch {torch.__version__} "

@@ -33,6 +33,32 @@ impl Default for AnatomyOptions {
     }
 }
 
+/// Which lesions a run draws (`nephrod phantom --lesion-mix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LesionMix {
+    /// The defaults above: a clinic-like mix (ccRCC and cysts most frequent, 12 % of studies
+    /// without a lesion, 12 % of lesions under 5 mm).
+    #[default]
+    Clinic,
+    /// For classifier training: 2–3 lesions per study, the five tumour subtypes equally likely
+    /// (cysts rare), no sub-5 mm lesions.
+    Balanced,
+}
+
+impl LesionMix {
+    pub fn anatomy_options(self) -> AnatomyOptions {
+        match self {
+            LesionMix::Clinic => AnatomyOptions::default(),
+            LesionMix::Balanced => AnatomyOptions {
+                lesion_count_weights: [0.0, 0.0, 0.5, 0.5],
+                class_weights: [0.19, 0.19, 0.19, 0.19, 0.19, 0.05],
+                tiny_lesion_probability: 0.0,
+                ..AnatomyOptions::default()
+            },
+        }
+    }
+}
+
 const CLASSES: [LesionClass; 6] = [
     LesionClass::Ccrcc,
     LesionClass::Prcc,

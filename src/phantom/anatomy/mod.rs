@@ -17,7 +17,7 @@ mod draw;
 
 use serde::Serialize;
 
-pub use draw::{draw, AnatomyOptions};
+pub use draw::{draw, AnatomyOptions, LesionMix};
 
 use super::attenuation::Tissue;
 use super::rng::value_noise;
@@ -77,6 +77,18 @@ pub enum LesionClass {
 }
 
 impl LesionClass {
+    /// The serialised name (`ccrcc`, `prcc`, `chrcc`, `oncocytoma`, `aml`, `cyst`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LesionClass::Ccrcc => "ccrcc",
+            LesionClass::Prcc => "prcc",
+            LesionClass::Chrcc => "chrcc",
+            LesionClass::Oncocytoma => "oncocytoma",
+            LesionClass::Aml => "aml",
+            LesionClass::Cyst => "cyst",
+        }
+    }
+
     pub fn label(self) -> u8 {
         match self {
             LesionClass::Cyst => LABEL_CYST,
