@@ -51,7 +51,7 @@ rm -rf "$work"
 mkdir -p "$work"
 export nnUNet_raw=$work/nnUNet_raw nnUNet_preprocessed=$work/nnUNet_preprocessed
 export nnUNet_results=$work/nnUNet_results nnUNet_compile=f nnUNet_def_n_proc=$threads
-export nnUNet_n_proc_DA=${DA_PROCS:-1} OMP_NUM_THREADS=$threads
+export OMP_NUM_THREADS=$threads  # nnUNet_n_proc_DA only for training: 0 breaks the planner
 mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed" "$nnUNet_results"
 
 step "phantom training set: $cases cases, seed $seed"
@@ -81,7 +81,8 @@ if [ -n "${INIT_FROM:-}" ]; then
   init_record="json.load(open('$work/init_training.json'))"
 fi
 step "nnUNetv2_train 501 3d_fullres $fold -p nephrodDemoPlans -tr $trainer -device cpu ${pretrained[*]}"
-"$venv_bin/nnUNetv2_train" 501 3d_fullres "$fold" -p nephrodDemoPlans -tr "$trainer" -device cpu \
+nnUNet_n_proc_DA=${DA_PROCS:-1} \
+  "$venv_bin/nnUNetv2_train" 501 3d_fullres "$fold" -p nephrodDemoPlans -tr "$trainer" -device cpu \
   "${pretrained[@]}" >"$work/train.log" 2>&1 || { tail -n 40 "$work/train.log" >&2; exit 1; }
 t_train=$(date +%s)
 model_dir=$nnUNet_results/$dataset/${trainer}__nephrodDemoPlans__3d_fullres
