@@ -7,12 +7,13 @@
 use std::path::Path;
 use std::process::Command;
 
-fn run_demo(out_dir: &Path, models: &Path) -> std::process::Output {
+fn run_demo(out_dir: &Path, models: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_nephrod"))
         .args(["-vv", "demo", "--seed", "3", "--out"])
         .arg(out_dir)
         .arg("--models")
         .arg(models)
+        .args(extra)
         .output()
         .unwrap()
 }
@@ -32,7 +33,7 @@ fn truth_dims(truth_phases: &[serde_json::Value], phase: &serde_json::Value) -> 
 fn demo_without_models_reports_the_model_stages_as_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
-    let out = run_demo(dir.path(), empty.path());
+    let out = run_demo(dir.path(), empty.path(), &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -63,7 +64,9 @@ fn demo_without_models_reports_the_model_stages_as_not_run() {
 fn demo_runs_and_reports_against_truth() {
     let dir = tempfile::tempdir().unwrap();
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let out = run_demo(dir.path(), &models);
+    // Without test-time augmentation (8x cheaper on CI's CPU); the mirroring path itself is
+    // checked against nnU-Net in tests/segment_*.
+    let out = run_demo(dir.path(), &models, &["--no-tta"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -116,6 +119,7 @@ fn demo_runs_and_reports_against_truth() {
         ]),
         "{report}"
     );
+    assert_eq!(report["models"]["segmentation_tta"], false);
     let segs = report["models"]["segmentation"].as_array().unwrap();
     assert_eq!(segs.len(), 4);
     for s in segs {

@@ -68,6 +68,7 @@ pub fn run(
     seed: u64,
     models: &Path,
     prefer_gpu: bool,
+    mirroring: bool,
 ) -> anyhow::Result<ExitCode> {
     let out = out.map(Path::to_path_buf).unwrap_or_else(default_out);
     let spool = out.join("spool");
@@ -157,8 +158,15 @@ pub fn run(
     // 3. Segmentation, registration, classification with the demo models.
     println!("models: {}", models.display());
     let backend = select_backend(prefer_gpu);
-    let model_stages =
-        run_model_stages(phases, &truth, &case_dir, &result, models, backend.as_ref())?;
+    let model_stages = run_model_stages(
+        phases,
+        &truth,
+        &case_dir,
+        &result,
+        models,
+        backend.as_ref(),
+        mirroring,
+    )?;
     let mut stages_run = vec!["ingest", "phase_detection", "nifti_export"];
     stages_run.extend(model_stages.stages_run.iter().copied());
     let report = DemoReport {

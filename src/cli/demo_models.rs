@@ -87,6 +87,8 @@ pub struct ModelStages {
     pub stages_run: Vec<&'static str>,
     /// Stage → why it did not run.
     pub stages_not_run: Vec<(String, String)>,
+    /// Whether segmentation used mirroring test-time augmentation.
+    pub segmentation_tta: bool,
     pub segmentation: Vec<PhaseSegmentation>,
     pub reference_phase: Option<Phase>,
     pub registration: Option<serde_json::Value>,
@@ -109,9 +111,11 @@ pub fn run_model_stages(
     result: &Path,
     models: &Path,
     backend: &dyn Backend,
+    mirroring: bool,
 ) -> anyhow::Result<ModelStages> {
     let mut st = ModelStages {
         models_dir: models.to_path_buf(),
+        segmentation_tta: mirroring,
         ..Default::default()
     };
     let seg_dir = models.join(SEG_BUNDLE);
@@ -137,7 +141,10 @@ pub fn run_model_stages(
             &p.ct,
             &bundle,
             backend,
-            SegmentOptions::default(),
+            SegmentOptions {
+                mirroring,
+                ..SegmentOptions::default()
+            },
             &mut |_| {},
         )
         .with_context(|| format!("segmenting the {} phase", p.phase.as_str()))?;

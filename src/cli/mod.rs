@@ -77,6 +77,10 @@ pub enum Command {
         /// Engine device for the models.
         #[arg(long, value_enum, default_value_t = segment::Device::Cpu)]
         device: segment::Device,
+        /// Segment without mirroring test-time augmentation (8x faster on a CPU, slightly
+        /// less accurate; nnU-Net's default, and the demo's, is with it).
+        #[arg(long)]
+        no_tta: bool,
     },
     /// Generate synthetic multi-phase renal CT studies with ground truth (truth.json).
     Phantom {
@@ -435,11 +439,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             models,
             device,
+            no_tta,
         } => demo::run(
             out.as_deref(),
             seed,
             &demo_models::models_dir(models.as_deref()),
             device == segment::Device::Cuda,
+            !no_tta,
         ),
         Command::Segment {
             input,

@@ -69,6 +69,29 @@ def eval_header(summary):
             "The full `nephrod eval` output is in [../EVALUATION.md](../EVALUATION.md).\n")
 
 
+def train_command(run, warm):
+    """The train_segmenter.sh invocation that reproduces one recorded run (its non-defaults)."""
+    env = []
+    if warm:
+        env.append("INIT_FROM=models/kidney-seg-demo")
+    if run["trainer"] != "nnUNetTrainer_nephrodCPU":
+        env.append(f"TRAINER={run['trainer']}")
+    if "num_epochs" in run:
+        env.append(f"EPOCHS={run['num_epochs']}")
+    patch = [int(p) for p in run["patch_size"]]
+    if patch != [48, 64, 64]:
+        env.append('PATCH="' + " ".join(map(str, patch)) + '"')
+    feats = run["features_per_stage"]
+    if feats[0] != 16:
+        env.append(f"BASE_FEATURES={feats[0]}")
+    if max(feats) != 256:
+        env.append(f"MAX_FEATURES={max(feats)}")
+    if "num_epochs" not in run:  # runs before the nephrodCPU trainer used nnUNet_n_proc_DA=1
+        env.append("DA_PROCS=1")
+    cmd = " ".join(env + ["bash tools/train/train_segmenter.sh"])
+    return cmd + (" (resumed)" if run.get("resumed") else "")
+
+
 def seg_card(bundle: Path, summary) -> str:
     m = json.loads((bundle / "manifest.json").read_text())
     tr = json.loads((bundle / "training.json").read_text())
