@@ -139,6 +139,7 @@ def main():
         used = set()
         for les in doc["lesions"]:
             probs = les.get("probabilities_by_class")
+            probs = None if probs is None else {k.lower(): v for k, v in probs.items()}
             if probs is None:
                 continue
             c = les["lesion"]["centre_lps_mm"]
