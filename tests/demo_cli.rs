@@ -1,8 +1,8 @@
 //! `nephrod demo` (README's first command) runs end to end on its embedded phantom: exit 0, a
-//! report whose detected phases match the truth file written beside the study, and NIfTI
-//! volumes whose grids are the truth's grids. Without models the model stages are reported as
-//! not run; with the shipped demo models (models/) every stage runs and the label maps land on
-//! the phases' grids.
+//! truth comparison (result/demo.json) whose detected phases match the truth file written beside
+//! the study, and NIfTI volumes whose grids are the truth's grids. Without models the model
+//! stages are reported as not run; with the shipped demo models (models/) every stage runs, the
+//! appliance report folder (report/) is written and its label maps land on the phases' grids.
 
 use std::path::Path;
 use std::process::Command;
@@ -40,17 +40,21 @@ fn demo_without_models_reports_the_model_stages_as_not_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("result/report.json")).unwrap(),
+        &std::fs::read_to_string(dir.path().join("result/demo.json")).unwrap(),
     )
     .unwrap();
-    let not_run: Vec<&str> = report["models"]["stages_not_run"]
+    let not_run: Vec<&str> = report["stages_not_run"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s[0].as_str().unwrap())
         .collect();
-    assert_eq!(not_run, ["segmentation", "registration", "classification"]);
-    assert!(report["models"]["stages_not_run"][0][1]
+    assert_eq!(
+        not_run,
+        ["segmentation", "registration", "classification", "report"]
+    );
+    assert!(report["report_dir"].is_null());
+    assert!(report["stages_not_run"][0][1]
         .as_str()
         .unwrap()
         .contains("kidney-seg-demo"));
@@ -73,7 +77,7 @@ fn demo_runs_and_reports_against_truth() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report_path = dir.path().join("result/report.json");
+    let report_path = dir.path().join("result/demo.json");
     assert!(
         stdout.contains(&report_path.display().to_string()),
         "{stdout}"
@@ -115,28 +119,47 @@ fn demo_runs_and_reports_against_truth() {
             "nifti_export",
             "segmentation",
             "registration",
-            "classification"
+            "classification",
+            "report"
         ]),
         "{report}"
     );
-    assert_eq!(report["models"]["segmentation_tta"], false);
-    let segs = report["models"]["segmentation"].as_array().unwrap();
-    assert_eq!(segs.len(), 4);
-    for s in segs {
-        let labels =
-            nephrod::volume::nifti::read_labels(Path::new(s["labels_file"].as_str().unwrap()))
-                .unwrap();
+    assert_eq!(report["segmentation_tta"], false);
+    let report_dir = Path::new(report["report_dir"].as_str().unwrap());
+    let appliance: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert!(stdout.contains(&report_dir.join("report.html").display().to_string()));
+    assert_eq!(appliance["schema"], "nephrod.report/1");
+    assert_eq!(appliance["segmentation"]["tta"], false);
+    let used: Vec<&serde_json::Value> = appliance["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["used"] == true)
+        .collect();
+    assert_eq!(used.len(), 4);
+    for p in used {
+        let labels = nephrod::volume::nifti::read_labels(
+            &report_dir.join(p["labels_file"].as_str().unwrap()),
+        )
+        .unwrap();
         assert_eq!(
             labels.dims().to_vec(),
-            truth_dims(truth_phases, &s["phase"])
+            truth_dims(truth_phases, &p["phase"])
         );
+    }
+    let segs = report["truth_comparison"]["segmentation"]
+        .as_array()
+        .unwrap();
+    assert_eq!(segs.len(), 4);
+    for s in segs {
         let dice = s["kidney_dice"].as_f64().unwrap();
         assert!(dice > 0.8, "kidney Dice {dice} in {s}");
     }
-    let lesions = report["models"]["lesions"].as_array().unwrap();
-    for l in lesions {
-        if let Some(p) = l["probabilities"].as_array() {
-            let sum: f64 = p.iter().map(|v| v.as_f64().unwrap()).sum();
+    for l in appliance["lesions"].as_array().unwrap() {
+        if let Some(p) = l["subtype"]["probabilities"].as_object() {
+            let sum: f64 = p.values().map(|v| v.as_f64().unwrap()).sum();
             assert!((sum - 1.0).abs() < 1e-5, "{l}");
         }
     }

@@ -1,10 +1,11 @@
 //! `nephrod demo`: the main job on the embedded default data.
 //!
 //! Generates one synthetic four-phase study (phantom, with truth) into a spool folder, runs the
-//! pipeline — ingest (series assembly, HU calibration), phase detection and NIfTI export, then
-//! with the demo models ([`super::demo_models`]) segmentation of every phase, registration and
-//! classification of every tumour — compares each stage with the truth and writes
-//! `result/report.json`. The appliance's report (issue 9) joins here when it lands.
+//! appliance pipeline on it exactly as `nephrod analyze` does (ingest, phase detection,
+//! segmentation of every phase, post-processing, registration, measurements, classification;
+//! the report folder `report/` with report.json, report.html, label maps and key images), and
+//! checks each stage against the truth ([`super::demo_models`]) in `result/demo.json`, beside
+//! one NIfTI volume per series. Without models, the model stages are listed as not run.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::demo_models::{run_model_stages, DemoPhase};
+use super::demo_models::{compare_with_truth, TruthComparison};
 use crate::dicom::ingest::ingest;
 use crate::dicom::phase::Phase;
 use crate::engine::select_backend;
@@ -20,6 +21,7 @@ use crate::phantom::acquisition::{AcquisitionOptions, StudySize};
 use crate::phantom::output::{self, Compression, DicomOptions, Frames, OutputFormat};
 use crate::phantom::truth::LesionTruth;
 use crate::phantom::{generate_case, CaseOptions};
+use crate::pipeline::{analyze_ingested, write_analysis, AnalyzeOptions, ModelSet};
 use crate::privacy::uid_hash;
 use crate::volume::nifti;
 
@@ -44,8 +46,13 @@ struct DemoReport {
     seed: u64,
     study_uid_hash: String,
     stages_run: Vec<&'static str>,
-    stages_not_yet_available: Vec<&'static str>,
-    models: super::demo_models::ModelStages,
+    /// Stage → why it did not run.
+    stages_not_run: Vec<(String, String)>,
+    models_dir: PathBuf,
+    segmentation_tta: bool,
+    /// The appliance report folder (report.json, report.html, labels/, images/).
+    report_dir: Option<PathBuf>,
+    truth_comparison: Option<TruthComparison>,
     series: Vec<SeriesResult>,
     phases_correct: usize,
     phases_total: usize,
@@ -105,8 +112,7 @@ pub fn run(
     std::fs::create_dir_all(&volumes_dir)?;
     let mut series = Vec::new();
     let mut study_hash = String::new();
-    let mut phases = Vec::new();
-    for (study, vols) in ingested.report.studies.iter().zip(ingested.volumes) {
+    for (study, vols) in ingested.report.studies.iter().zip(&ingested.volumes) {
         study_hash = uid_hash(&study.study_uid);
         for (se, vol) in study.series.iter().zip(vols) {
             let truth_phase = truth
@@ -117,12 +123,7 @@ pub fn run(
             let nifti_path = match vol {
                 Some(v) => {
                     let p = volumes_dir.join(format!("{}.nii.gz", se.phase.as_str()));
-                    nifti::write(&p, &v).with_context(|| format!("writing {}", p.display()))?;
-                    phases.push(DemoPhase {
-                        phase: se.phase,
-                        truth_phase,
-                        ct: v,
-                    });
+                    nifti::write(&p, v).with_context(|| format!("writing {}", p.display()))?;
                     Some(p)
                 }
                 None => None,
@@ -155,44 +156,76 @@ pub fn run(
         );
     }
 
-    // 3. Segmentation, registration, classification with the demo models.
+    // 3. The appliance pipeline with the models, then the truth comparison.
     println!("models: {}", models.display());
-    let backend = select_backend(prefer_gpu);
-    let model_stages = run_model_stages(
-        phases,
-        &truth,
-        &case_dir,
-        &result,
-        models,
-        backend.as_ref(),
-        mirroring,
-    )?;
+    let skipped_files = ingested.report.skipped.len();
     let mut stages_run = vec!["ingest", "phase_detection", "nifti_export"];
-    stages_run.extend(model_stages.stages_run.iter().copied());
+    let mut stages_not_run = Vec::new();
+    let (mut report_dir, mut truth_comparison) = (None, None);
+    match ModelSet::open(models) {
+        Err(e) => {
+            println!("  model stages not run: {e}");
+            for stage in ["segmentation", "registration", "classification", "report"] {
+                stages_not_run.push((stage.to_string(), e.to_string()));
+            }
+        }
+        Ok(set) => {
+            let backend = select_backend(prefer_gpu);
+            let opts = AnalyzeOptions {
+                mirroring,
+                ..AnalyzeOptions::default()
+            };
+            let mut last = String::new();
+            let analysis = analyze_ingested(ingested, &set, backend.as_ref(), &opts, &mut |p| {
+                if p.stage != last {
+                    eprintln!("  {}", p.stage);
+                    last = p.stage.to_string();
+                }
+            })
+            .context("analysing the demo study")?;
+            let dir = out.join("report");
+            write_analysis(&analysis, &dir, true)?;
+            println!("{}", super::analyze::summary(&analysis.report));
+            truth_comparison = Some(compare_with_truth(&analysis, &truth, &case_dir)?);
+            stages_run.extend(["segmentation", "registration"]);
+            match &set.classifier_missing {
+                None => stages_run.push("classification"),
+                Some(why) => stages_not_run.push(("classification".to_string(), why.clone())),
+            }
+            stages_run.push("report");
+            report_dir = Some(dir);
+        }
+    }
     let report = DemoReport {
         nephrod_version: env!("CARGO_PKG_VERSION"),
         seed,
         study_uid_hash: study_hash,
         stages_run,
-        stages_not_yet_available: vec!["report"],
-        models: model_stages,
+        stages_not_run,
+        models_dir: models.to_path_buf(),
+        segmentation_tta: mirroring,
+        report_dir: report_dir.clone(),
+        truth_comparison,
         phases_total: truth.phases.len(),
         phases_correct,
-        skipped_files: ingested.report.skipped.len(),
+        skipped_files,
         series,
         truth_file: case_dir.join("truth.json"),
         truth_lesions: truth.lesions.clone(),
     };
-    let report_path = result.join("report.json");
-    output::write_json(&report_path, &report)?;
+    let demo_path = result.join("demo.json");
+    output::write_json(&demo_path, &report)?;
     println!(
-        "phases: {}/{} correct; stages run: {}; not yet available: {}",
+        "phases: {}/{} correct; stages run: {}",
         report.phases_correct,
         report.phases_total,
         report.stages_run.join(", "),
-        report.stages_not_yet_available.join(", ")
     );
-    println!("result: {}", report_path.display());
+    if let Some(dir) = &report_dir {
+        println!("report: {}", dir.join("report.json").display());
+        println!("        {}", dir.join("report.html").display());
+    }
+    println!("truth comparison: {}", demo_path.display());
     let complete = report.series.len() == report.phases_total
         && report.series.iter().all(|s| s.status == "ok");
     Ok(if complete {

@@ -1,6 +1,7 @@
 //! Command-line interface: subcommand definitions and dispatch. Each subcommand lives in its
 //! own file and talks to the library through typed structs; errors are `anyhow` here only.
 
+mod analyze;
 mod bench;
 mod bench_classifier;
 mod bench_ops;
@@ -81,6 +82,33 @@ pub enum Command {
         /// less accurate; nnU-Net's default, and the demo's, is with it).
         #[arg(long)]
         no_tta: bool,
+    },
+    /// Analyse one DICOM study folder end to end: segmentation of every phase, registration,
+    /// measurements, classification of every tumour; report.json, report.html, label maps.
+    Analyze {
+        /// Folder holding one study's DICOM files (searched recursively).
+        study: PathBuf,
+        /// Report folder to create (written atomically; must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder holding kidney-seg-demo/ and renal-mass-classifier-demo/
+        /// (default: $NEPHROD_MODELS, else the models/ folder of the source tree).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = segment::Device::Cpu)]
+        device: segment::Device,
+        /// Segment without mirroring test-time augmentation (8x faster on a CPU).
+        #[arg(long)]
+        no_tta: bool,
+        /// Skip the KiTS post-processing (masses off the kidney, kidney fragments).
+        #[arg(long)]
+        no_kits_postprocess: bool,
+        /// Skip the Grad-CAM overlays.
+        #[arg(long)]
+        no_grad_cam: bool,
+        /// Replace a non-empty --out folder.
+        #[arg(long)]
+        force: bool,
     },
     /// Generate synthetic multi-phase renal CT studies with ground truth (truth.json).
     Phantom {
@@ -434,6 +462,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect { dir, json } => inspect::run(&dir, json),
         Command::Convert { dir, out } => convert::run(&dir, &out),
         Command::Example { out, slices } => example::run(&out, slices),
+        Command::Analyze {
+            study,
+            out,
+            models,
+            device,
+            no_tta,
+            no_kits_postprocess,
+            no_grad_cam,
+            force,
+        } => analyze::run(
+            &study,
+            &out,
+            &demo_models::models_dir(models.as_deref()),
+            device == segment::Device::Cuda,
+            crate::pipeline::AnalyzeOptions {
+                mirroring: !no_tta,
+                kits_postprocessing: !no_kits_postprocess,
+                grad_cam: !no_grad_cam,
+                ..Default::default()
+            },
+            force,
+        ),
         Command::Demo {
             out,
             seed,

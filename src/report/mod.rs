@@ -5,6 +5,9 @@
 //! * [`png`] — the PNG encoder behind charts and image overlays (Grad-CAM).
 
 pub mod chart;
+pub mod html;
+pub mod key_image;
 pub mod png;
+pub mod schema;
 #[rustfmt::skip]
 mod font;

@@ -56,6 +56,9 @@ pub struct Lesion {
     pub pole: Pole,
     pub touches_kidney: bool,
     pub max_axial_diameter_mm: f64,
+    /// Flat offsets (`i + ni·(j + nj·k)`) of the lesion's voxels, ascending.
+    #[serde(skip)]
+    pub members: Vec<usize>,
 }
 
 fn centre_of(vol: &Volume<u8>, idx: &[usize]) -> [f64; 3] {
@@ -231,6 +234,7 @@ pub fn lesion_instances(labels: &Volume<u8>) -> Vec<Lesion> {
             pole,
             touches_kidney: kidney.is_some(),
             max_axial_diameter_mm: diameter + in_plane_spacing,
+            members: m.clone(),
         });
     }
     out
