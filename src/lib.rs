@@ -16,9 +16,11 @@
 
 pub mod classify;
 pub mod cli;
+pub mod daemon;
 pub mod dicom;
 pub mod engine;
 pub mod eval;
+pub mod failpoint;
 pub mod fsio;
 pub mod models;
 pub mod numeric;

@@ -41,6 +41,8 @@ cargo run --locked -q -- example --out "$work/example" --slices 12
 cargo run --locked -q -- inspect --json "$work/example" > "$work/inspect.json"
 cargo run --locked -q -- convert "$work/example" --out "$work/nifti" > /dev/null
 "$cache/venv/bin/python" tools/oracle/check_nifti_nibabel.py "$work/inspect.json" "$work/nifti"
-# One closing line over every cargo test binary, plus the nibabel check above (1 more test).
+# The systemd unit: systemd-analyze verify (installs systemd if missing) and its exposure score.
+bash tools/check_systemd.sh target/debug/nephrod
+# One closing line over every cargo test binary, plus the nibabel and systemd checks above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "%d passed, %d failed\n", p + 1 + extra, f }' extra="$extra_passed" "$work/cargo-test.log"
+     END { printf "%d passed, %d failed\n", p + 2 + extra, f }' extra="$extra_passed" "$work/cargo-test.log"

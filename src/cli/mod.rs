@@ -110,6 +110,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The appliance daemon: watch the drop folder, analyse each study once, publish reports
+    /// (see systemd/nephrod.toml for the configuration).
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Generate synthetic multi-phase renal CT studies with ground truth (truth.json).
     Phantom {
         #[arg(long)]
@@ -449,7 +455,8 @@ pub fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NEPHROD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        // notify (inotify) reports routine watch removals at info level: keep them out.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},notify=warn")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -484,6 +491,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             force,
         ),
+        Command::Serve { config } => crate::daemon::serve::run(&config),
         Command::Demo {
             out,
             seed,

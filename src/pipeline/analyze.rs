@@ -46,6 +46,9 @@ pub struct AnalyzeOptions {
     pub kits_postprocessing: bool,
     /// Grad-CAM overlays for every classified lesion.
     pub grad_cam: bool,
+    /// At most this many lesions are reported, the largest; the others are counted in a
+    /// warning (a failing model must not turn a report into thousands of specks).
+    pub max_lesions: usize,
     pub register: RegisterOptions,
 }
 
@@ -56,6 +59,7 @@ impl Default for AnalyzeOptions {
             nnunet_postprocessing: true,
             kits_postprocessing: true,
             grad_cam: true,
+            max_lesions: 25,
             register: RegisterOptions::default(),
         }
     }
@@ -339,7 +343,20 @@ pub fn analyze_ingested(
         if kidneys.is_empty() {
             warnings.push("no kidney was segmented in the reference phase".into());
         }
-        for l in lesion_instances(&reference.labels) {
+        let mut found = lesion_instances(&reference.labels);
+        if found.len() > opts.max_lesions {
+            found.sort_by(|a, b| b.voxels.cmp(&a.voxels).then(a.id.cmp(&b.id)));
+            let dropped = found.split_off(opts.max_lesions);
+            let largest = dropped.iter().map(|l| l.volume_ml).fold(0.0, f64::max);
+            warnings.push(format!(
+                "{} further segmented lesions (each {largest:.2} mL or smaller) are not reported: \
+                 at most the {} largest are",
+                dropped.len(),
+                opts.max_lesions
+            ));
+            found.sort_by_key(|l| l.id);
+        }
+        for l in found {
             let mut hu = BTreeMap::new();
             for p in &study_reg.phases {
                 if let Some(v) = mean_hu(&p.ct, &l.members) {

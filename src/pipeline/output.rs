@@ -74,6 +74,7 @@ fn write_staging(analysis: &Analysis, staging: &Path) -> Result<(), OutputError>
             message: e.to_string(),
         })?;
     }
+    crate::failpoint::hit("output.write").map_err(io(staging))?;
     for (rel, png) in &analysis.images {
         let path = staging.join(rel);
         if let Some(parent) = path.parent() {

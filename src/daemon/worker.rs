@@ -1,0 +1,109 @@
+//! The worker thread: owns the models and the engine backend (opened once, verified before the
+//! daemon reports READY) and runs one job at a time: analysis of `work/<job>/input/`, then the
+//! report folder published atomically as `outbox/<job>/`. File moves and the journal stay with
+//! the main loop; the worker only reads inputs and publishes reports.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::engine::select_backend;
+use crate::pipeline::{analyze_dir, write_analysis, AnalyzeOptions, ModelSet};
+use crate::report::schema::ModelEntry;
+
+/// One job for the worker.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub job: String,
+    pub input: PathBuf,
+    pub report_dir: PathBuf,
+}
+
+/// What the worker tells the main loop.
+#[derive(Debug)]
+pub enum WorkerMessage {
+    /// Models and backend are usable (or why not); sent once, first.
+    Ready(Result<Vec<ModelEntry>, String>),
+    /// The report folder is published.
+    Published {
+        job: String,
+        lesions: usize,
+        warnings: usize,
+        seconds: f64,
+    },
+    /// The input cannot be analysed (quarantine it).
+    InputError { job: String, reason: String },
+    /// The appliance failed (retry later).
+    Failed { job: String, error: String },
+}
+
+/// Starts the worker; it exits when the request channel closes.
+pub fn spawn(
+    models_dir: PathBuf,
+    prefer_gpu: bool,
+    opts: AnalyzeOptions,
+    requests: Receiver<JobRequest>,
+    messages: UnboundedSender<WorkerMessage>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("nephrod-worker".into())
+        .spawn(move || worker(models_dir, prefer_gpu, opts, requests, messages))
+}
+
+fn worker(
+    models_dir: PathBuf,
+    prefer_gpu: bool,
+    opts: AnalyzeOptions,
+    requests: Receiver<JobRequest>,
+    messages: UnboundedSender<WorkerMessage>,
+) {
+    let models = match ModelSet::open(&models_dir) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = messages.send(WorkerMessage::Ready(Err(e.to_string())));
+            return;
+        }
+    };
+    let backend = select_backend(prefer_gpu);
+    let _ = messages.send(WorkerMessage::Ready(Ok(models.entries())));
+    while let Ok(req) = requests.recv() {
+        let t0 = std::time::Instant::now();
+        let msg = if req.report_dir.join("report.json").exists() {
+            // Published before a crash that preceded its journal line.
+            WorkerMessage::Published {
+                job: req.job.clone(),
+                lesions: 0,
+                warnings: 0,
+                seconds: 0.0,
+            }
+        } else {
+            match analyze_dir(&req.input, &models, backend.as_ref(), &opts, &mut |_| {}) {
+                Err(e) if e.is_input_error() => WorkerMessage::InputError {
+                    job: req.job.clone(),
+                    reason: e.to_string(),
+                },
+                Err(e) => WorkerMessage::Failed {
+                    job: req.job.clone(),
+                    error: e.to_string(),
+                },
+                Ok(a) => match write_analysis(&a, &req.report_dir, false) {
+                    Ok(()) => WorkerMessage::Published {
+                        job: req.job.clone(),
+                        lesions: a.report.lesions.len(),
+                        warnings: a.report.warnings.len(),
+                        seconds: t0.elapsed().as_secs_f64(),
+                    },
+                    Err(e) => WorkerMessage::Failed {
+                        job: req.job.clone(),
+                        error: e.to_string(),
+                    },
+                },
+            }
+        };
+        tracing::debug!(job = %req.job, "worker finished a job");
+        if messages.send(msg).is_err() {
+            return;
+        }
+    }
+}

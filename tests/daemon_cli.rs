@@ -1,0 +1,506 @@
+//! `nephrod serve` with the real binary on a temporary spool: studies written slowly and
+//! interleaved become one report each; kill -9 (real, and crash failpoints between every two
+//! steps of a claim and a publication) never loses, duplicates or half-writes anything; corrupt
+//! files go to quarantine with a reason while the other studies proceed; a full disk
+//! (failpoint) leaves no partial report and the study is retried.
+//!
+//! Speed: each study is one phantom series, and the segmentation model is the random-weight
+//! nnU-Net test model (tests/data/models/nnunet/plain) imported with a coarse 6 mm spacing —
+//! its label maps are noise, which is what these tests need: the daemon's bookkeeping, not
+//! the model's quality (the pipeline is checked in tests/analyze_cli.rs).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn nephrod() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nephrod"))
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The fast test model as a models folder (see the module doc).
+fn fast_models(root: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/nnunet/plain");
+    let model = root.join("nnunet-model");
+    std::fs::create_dir_all(&model).unwrap();
+    for e in walk(&src) {
+        let rel = e.strip_prefix(&src).unwrap();
+        let dst = model.join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&e, &dst).unwrap();
+    }
+    let plans = model.join("plans.json");
+    let mut p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plans).unwrap()).unwrap();
+    p["configurations"]["3d_fullres"]["spacing"] = serde_json::json!([6.0, 6.0, 6.0]);
+    std::fs::write(&plans, p.to_string()).unwrap();
+    let models = root.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    run_ok(
+        nephrod()
+            .args(["models", "import-nnunet"])
+            .arg(&model)
+            .args(["--config", "3d_fullres", "--folds", "0", "--out"])
+            .arg(models.join("kidney-seg-demo")),
+    );
+    models
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One input file: path relative to the drop folder, and its bytes.
+struct Input {
+    rel: String,
+    bytes: Vec<u8>,
+}
+
+/// `n` one-series phantom studies (the last series of each case), with their Study UIDs.
+fn studies(root: &Path, n: usize, seed: u64) -> (Vec<Vec<Input>>, Vec<String>) {
+    let gen = root.join("gen");
+    run_ok(nephrod().args(["phantom", "--out"]).arg(&gen).args([
+        "--cases",
+        &n.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]));
+    let mut all = Vec::new();
+    let mut uids = Vec::new();
+    for k in 0..n {
+        let case = gen.join(format!("case_{k:04}"));
+        let truth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(case.join("truth.json")).unwrap())
+                .unwrap();
+        uids.push(truth["study_uid"].as_str().unwrap().to_string());
+        let mut series: Vec<PathBuf> = std::fs::read_dir(case.join("dicom"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        series.sort();
+        let last = series.pop().unwrap();
+        let files = walk(&last)
+            .into_iter()
+            .map(|p| Input {
+                rel: format!(
+                    "sender-{k}/{}/{}",
+                    last.file_name().unwrap().to_string_lossy(),
+                    p.file_name().unwrap().to_string_lossy()
+                ),
+                bytes: std::fs::read(&p).unwrap(),
+            })
+            .collect();
+        all.push(files);
+    }
+    (all, uids)
+}
+
+/// Writes every study's files round-robin, each file in two halves with a pause between.
+fn drop_interleaved(drop: &Path, studies: &[Vec<Input>], pause: Duration) {
+    use std::io::Write;
+    let longest = studies.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for s in studies {
+            let Some(f) = s.get(i) else { continue };
+            let path = drop.join(&f.rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let mut out = std::fs::File::create(&path).unwrap();
+            let half = f.bytes.len() / 2;
+            out.write_all(&f.bytes[..half]).unwrap();
+            out.flush().unwrap();
+            std::thread::sleep(pause);
+            out.write_all(&f.bytes[half..]).unwrap();
+        }
+    }
+}
+
+struct Spool {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+impl Spool {
+    fn new(models: &Path, extra: &str) -> Spool {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let config = root.join("nephrod.toml");
+        let s = |name: &str| root.join(name).display().to_string();
+        std::fs::write(
+            &config,
+            format!(
+                "[spool]\ndrop = \"{}\"\nwork = \"{}\"\noutbox = \"{}\"\narchive = \"{}\"\n\
+                 quarantine = \"{}\"\n[study]\nquiet_secs = 1.5\nmin_series = 1\n\
+                 rescan_secs = 0.3\nunreadable_after_secs = 2\n[models]\ndir = \"{}\"\n\
+                 [analysis]\ntta = false\ngrad_cam = false\n[service]\nretry_after_secs = 0.5\n\
+                 stop_timeout_secs = 30\n{extra}",
+                s("drop"),
+                s("work"),
+                s("outbox"),
+                s("archive"),
+                s("quarantine"),
+                models.display()
+            ),
+        )
+        .unwrap();
+        for d in ["drop", "work", "outbox", "archive", "quarantine"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        Spool {
+            _tmp: tmp,
+            root,
+            config,
+        }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn start(&self, failpoints: &str) -> Child {
+        self.start_with(failpoints, None)
+    }
+
+    fn start_with(&self, failpoints: &str, notify_socket: Option<&Path>) -> Child {
+        let mut cmd = nephrod();
+        if let Some(sock) = notify_socket {
+            cmd.env("NOTIFY_SOCKET", sock);
+        }
+        cmd.args(["-v", "serve", "--config"])
+            .arg(&self.config)
+            .env("NEPHROD_FAILPOINTS", failpoints)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.root.join("serve.log"))
+                    .unwrap(),
+            ))
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Report folders in the outbox (published ones only).
+    fn reports(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir("outbox"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("report.json").exists())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, mut done: impl FnMut(&Spool) -> bool) {
+        let t0 = Instant::now();
+        while !done(self) {
+            assert!(
+                t0.elapsed() < timeout,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn report_uids(&self) -> Vec<String> {
+        self.reports()
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(r.join("report.json")).unwrap())
+                        .unwrap();
+                v["study_uid"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    /// Every input is in exactly one place: archived (at its relative path under its job),
+    /// quarantined, or still in the drop / work folders.
+    fn assert_accounted(&self, inputs: &[Vec<Input>]) {
+        let names = |dir: &Path| -> Vec<String> {
+            walk(dir)
+                .iter()
+                .filter(|p| p.file_name().unwrap() != "reason.txt")
+                .map(|p| p.display().to_string())
+                .collect()
+        };
+        let archive = names(&self.dir("archive"));
+        let quarantine = names(&self.dir("quarantine"));
+        let pending: Vec<String> = names(&self.dir("drop"))
+            .into_iter()
+            .chain(
+                names(&self.dir("work"))
+                    .into_iter()
+                    .filter(|p| p.contains("/input/")),
+            )
+            .collect();
+        let total: usize = inputs.iter().map(Vec::len).sum();
+        for f in inputs.iter().flatten() {
+            let places = archive
+                .iter()
+                .chain(&quarantine)
+                .chain(&pending)
+                .filter(|p| {
+                    p.ends_with(&format!("/{}", f.rel))
+                        || p.ends_with(&format!("/{}", file_name(&f.rel)))
+                })
+                .count();
+            assert!(places >= 1, "{} is nowhere", f.rel);
+        }
+        assert_eq!(
+            archive.len() + quarantine.len() + pending.len(),
+            total,
+            "archive {} + quarantine {} + pending {} != inputs {total}",
+            archive.len(),
+            quarantine.len(),
+            pending.len()
+        );
+    }
+}
+
+fn file_name(rel: &str) -> &str {
+    rel.rsplit('/').next().unwrap_or(rel)
+}
+
+fn stop(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap()
+}
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits for a process that is expected to crash at a failpoint.
+fn wait_crash(child: &mut Child, spool: &Spool) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success(), "expected a crash; log:\n{}", spool.log());
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no crash; log:\n{}",
+            spool.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn studies_written_slowly_and_interleaved_give_one_report_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = fast_models(tmp.path());
+    let (inputs, uids) = studies(tmp.path(), 5, 21);
+    let spool = Spool::new(&models, "");
+    // systemd's notification socket, as systemd would pass it.
+    let sock_path = spool.root.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop_listening = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = {
+        let stop = stop_listening.clone();
+        std::thread::spawn(move || {
+            let mut messages = Vec::new();
+            let mut buf = [0u8; 512];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+            messages
+        })
+    };
+    let mut daemon = spool.start_with("", Some(&sock_path));
+    drop_interleaved(&spool.dir("drop"), &inputs, Duration::from_millis(3));
+    spool.wait_for("five reports", Duration::from_secs(300), |s| {
+        s.reports().len() == 5
+            && walk(&s.dir("drop")).is_empty()
+            && walk(&s.dir("work"))
+                .iter()
+                .all(|p| !p.to_string_lossy().contains("/input/"))
+    });
+    let status = stop(&mut daemon);
+    assert!(status.success(), "{}", spool.log());
+    std::thread::sleep(Duration::from_millis(300));
+    stop_listening.store(true, std::sync::atomic::Ordering::SeqCst);
+    let messages = listener.join().unwrap();
+    assert_eq!(
+        messages.first().map(String::as_str),
+        Some("READY=1"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("STATUS=processing")),
+        "{messages:?}"
+    );
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{messages:?}"
+    );
+    let got: BTreeSet<String> = spool.report_uids().into_iter().collect();
+    assert_eq!(got, uids.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(walk(&spool.dir("quarantine")).is_empty());
+    spool.assert_accounted(&inputs);
+    // No temporaries left, and logs carry no Study UID.
+    for e in std::fs::read_dir(spool.dir("outbox")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "{name}");
+    }
+    let log = spool.log();
+    for uid in &uids {
+        assert!(!log.contains(uid.as_str()), "a Study UID in the log");
+    }
+    assert!(log.contains("report published"), "{log}");
+}
+
+#[test]
+fn kill_9_at_every_step_processes_every_study_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = fast_models(tmp.path());
+    let (inputs, uids) = studies(tmp.path(), 5, 33);
+    let spool = Spool::new(&models, "");
+    drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
+    // Crash right after the claim intent, in the middle of moving a claim, and after a report
+    // is published but before the journal says so; then a real kill -9 mid-run.
+    for fp in [
+        "claim.after_intent=crash",
+        "claim.mid_move=crash-after:5",
+        "publish.before_journal=crash",
+    ] {
+        let mut d = spool.start(fp);
+        wait_crash(&mut d, &spool);
+    }
+    let before = spool.reports().len();
+    let mut d = spool.start("");
+    spool.wait_for("one more report", Duration::from_secs(120), |s| {
+        s.reports().len() > before
+    });
+    kill9(&mut d);
+    let mut d = spool.start("");
+    spool.wait_for("five reports", Duration::from_secs(300), |s| {
+        s.reports().len() >= 5
+            && walk(&s.dir("drop")).is_empty()
+            && walk(&s.dir("work"))
+                .iter()
+                .all(|p| !p.to_string_lossy().contains("/input/"))
+    });
+    assert!(stop(&mut d).success(), "{}", spool.log());
+    let reported = spool.report_uids();
+    assert_eq!(reported.len(), 5, "exactly five reports: {reported:?}");
+    assert_eq!(
+        reported.iter().cloned().collect::<BTreeSet<_>>(),
+        uids.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    assert!(walk(&spool.dir("quarantine")).is_empty(), "{}", spool.log());
+    spool.assert_accounted(&inputs);
+    let log = spool.log();
+    if std::env::var_os("NEPHROD_TEST_SHOW_LOG").is_some() {
+        println!("{log}");
+    }
+    assert!(log.contains("recovery"), "{log}");
+}
+
+#[test]
+fn corrupt_files_are_quarantined_with_a_reason_and_others_proceed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = fast_models(tmp.path());
+    let (mut inputs, uids) = studies(tmp.path(), 2, 45);
+    // A file that is not DICOM, and a DICOM file cut after 200 bytes (its own sender folder).
+    let cut = inputs[0][0].bytes[..200].to_vec();
+    inputs.push(vec![
+        Input {
+            rel: "sender-x/garbage.dcm".into(),
+            bytes: b"this is not a DICOM file".to_vec(),
+        },
+        Input {
+            rel: "sender-y/truncated.dcm".into(),
+            bytes: cut,
+        },
+    ]);
+    let spool = Spool::new(&models, "");
+    drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
+    let mut d = spool.start("");
+    spool.wait_for(
+        "two reports and two quarantined files",
+        Duration::from_secs(180),
+        |s| s.reports().len() == 2 && walk(&s.dir("drop")).is_empty(),
+    );
+    assert!(stop(&mut d).success(), "{}", spool.log());
+    let got: BTreeSet<String> = spool.report_uids().into_iter().collect();
+    assert_eq!(got, uids.iter().cloned().collect::<BTreeSet<_>>());
+    let entries: Vec<PathBuf> = std::fs::read_dir(spool.dir("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    for e in &entries {
+        let reason = std::fs::read_to_string(e.join("reason.txt")).unwrap();
+        assert!(reason.contains("reason: ") && reason.len() > 20, "{reason}");
+    }
+    spool.assert_accounted(&inputs);
+}
+
+#[test]
+fn a_full_disk_leaves_no_partial_report_and_the_study_is_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = fast_models(tmp.path());
+    let (inputs, uids) = studies(tmp.path(), 1, 57);
+    let spool = Spool::new(&models, "");
+    drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
+    let mut d = spool.start("output.write=enospc:2");
+    spool.wait_for(
+        "the report after two failures",
+        Duration::from_secs(180),
+        |s| s.reports().len() == 1 && walk(&s.dir("archive")).len() == inputs[0].len(),
+    );
+    assert!(stop(&mut d).success(), "{}", spool.log());
+    assert_eq!(spool.report_uids(), uids);
+    let outbox: Vec<String> = std::fs::read_dir(spool.dir("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(outbox.len(), 1, "only the published folder: {outbox:?}");
+    let journal = std::fs::read_to_string(spool.dir("work").join("journal.jsonl")).unwrap();
+    assert_eq!(
+        journal.matches("\"event\":\"failed\"").count(),
+        2,
+        "{journal}"
+    );
+    assert!(journal.contains("No space left on device"));
+    spool.assert_accounted(&inputs);
+}
