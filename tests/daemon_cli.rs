@@ -152,8 +152,8 @@ impl Spool {
             &config,
             format!(
                 "[spool]\ndrop = \"{}\"\nwork = \"{}\"\noutbox = \"{}\"\narchive = \"{}\"\n\
-                 quarantine = \"{}\"\n[study]\nquiet_secs = 1.5\nmin_series = 1\n\
-                 rescan_secs = 0.3\nunreadable_after_secs = 2\n[models]\ndir = \"{}\"\n\
+                 quarantine = \"{}\"\n[study]\nquiet_secs = 3\nmin_series = 1\n\
+                 rescan_secs = 0.3\nunreadable_after_secs = 4\n[models]\ndir = \"{}\"\n\
                  [analysis]\ntta = false\ngrad_cam = false\n[service]\nretry_after_secs = 0.5\n\
                  stop_timeout_secs = 30\n{extra}",
                 s("drop"),

@@ -151,8 +151,10 @@ impl Daemon {
     }
 
     /// Scans the drop folder, quarantines unreadable files and claims ready studies while the
-    /// queue has room.
-    fn scan(&mut self) -> anyhow::Result<()> {
+    /// queue has room. Nothing a file in the drop folder does stops the daemon: a failed
+    /// quarantine or claim is logged and tried again at the next scan (a half-done claim is
+    /// completed by the journal at the next start).
+    fn scan(&mut self) {
         let now = Instant::now();
         while let Some((due, _)) = self.retries.front() {
             if *due > now || self.queue.len() >= self.cfg.service.queue_capacity {
@@ -165,15 +167,19 @@ impl Daemon {
         self.drop.rescan(now);
         let (ready, unreadable) = self.drop.ready(&self.cfg.study, now);
         for u in unreadable {
-            self.quarantine_file(&u.file, &u.reason)?;
+            if let Err(e) = self.quarantine_file(&u.file, &u.reason) {
+                tracing::error!(error = %e, "a file could not be quarantined; next scan retries");
+            }
         }
         for study in ready {
             if self.queue.len() >= self.cfg.service.queue_capacity {
                 break;
             }
-            self.claim(study)?;
+            let hash = uid_hash(&study.study_uid);
+            if let Err(e) = self.claim(study) {
+                tracing::error!(study = %hash, error = %e, "claim failed; next scan retries");
+            }
         }
-        Ok(())
     }
 
     fn claim(&mut self, study: ReadyStudy) -> anyhow::Result<()> {
@@ -481,11 +487,11 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = rescan.tick() => d.scan()?,
+            _ = rescan.tick() => d.scan(),
             Some(()) = ev_rx.recv() => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 while ev_rx.try_recv().is_ok() {}
-                d.scan()?;
+                d.scan();
             }
             msg = msg_rx.recv() => match msg {
                 Some(m) => d.finish(m, &notifier)?,
