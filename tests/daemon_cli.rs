@@ -504,3 +504,75 @@ fn a_full_disk_leaves_no_partial_report_and_the_study_is_retried() {
     assert!(journal.contains("No space left on device"));
     spool.assert_accounted(&inputs);
 }
+
+/// Waits (generously) for the daemon to exit and returns its status.
+fn wait_exit(child: &mut Child, spool: &Spool) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no exit after SIGTERM; log:\n{}",
+            spool.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_requeues_or_finishes_the_running_study() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = fast_models(tmp.path());
+    let (inputs, uids) = studies(tmp.path(), 1, 69);
+    let spool = Spool::new(&models, "");
+    // Mirroring TTA makes a study take long enough to be interrupted.
+    let set = |stop_secs: &str| {
+        let text = std::fs::read_to_string(&spool.config).unwrap();
+        let text = text.replace("tta = false", "tta = true");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with("stop_timeout_secs"))
+            .map(str::to_string)
+            .collect();
+        let at = lines.iter().position(|l| l == "[service]").unwrap() + 1;
+        lines.insert(at, format!("stop_timeout_secs = {stop_secs}"));
+        std::fs::write(&spool.config, lines.join("\n") + "\n").unwrap();
+    };
+    set("0");
+    drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
+    let processing = |s: &Spool| s.log().matches("processing job=").count();
+
+    // SIGTERM with no time to wait: the study is left claimed, to run at the next start.
+    let mut d = spool.start("");
+    spool.wait_for("processing", Duration::from_secs(120), |s| {
+        processing(s) >= 1
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &d.id().to_string()])
+        .status();
+    assert!(wait_exit(&mut d, &spool).success(), "{}", spool.log());
+    assert!(spool.reports().is_empty(), "{}", spool.log());
+    assert!(
+        spool.log().contains("runs again at the next start"),
+        "{}",
+        spool.log()
+    );
+    assert!(walk(&spool.dir("drop")).is_empty());
+    spool.assert_accounted(&inputs);
+
+    // Next start, SIGTERM while it runs again, with time to finish: published before exit.
+    set("600");
+    let mut d = spool.start("");
+    spool.wait_for("processing again", Duration::from_secs(120), |s| {
+        processing(s) >= 2
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &d.id().to_string()])
+        .status();
+    assert!(wait_exit(&mut d, &spool).success(), "{}", spool.log());
+    assert_eq!(spool.report_uids(), uids, "{}", spool.log());
+    assert_eq!(walk(&spool.dir("archive")).len(), inputs[0].len());
+    spool.assert_accounted(&inputs);
+}
