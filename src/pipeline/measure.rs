@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use crate::dicom::phase::Phase;
 use crate::register::OUTSIDE_HU;
-use crate::segment::instances::Side;
+use crate::segment::instances::{midline_x, Side};
 use crate::segment::postprocess::components_26;
 use crate::volume::Volume;
 
@@ -58,17 +58,7 @@ pub fn kidney_volumes(labels: &Volume<u8>) -> Vec<KidneyVolume> {
     let centre_x: Vec<f64> = (0..sizes.len())
         .map(|c| g.index_to_world(sum_i[c].map(|s| s / sizes[c] as f64))[0])
         .collect();
-    let mut order: Vec<usize> = (0..sizes.len()).collect();
-    order.sort_by(|a, b| sizes[*b].cmp(&sizes[*a]));
-    let midline = if order.len() >= 2 {
-        (centre_x[order[0]] + centre_x[order[1]]) / 2.0
-    } else {
-        g.index_to_world([
-            (ni as f64 - 1.0) / 2.0,
-            (nj as f64 - 1.0) / 2.0,
-            (nk as f64 - 1.0) / 2.0,
-        ])[0]
-    };
+    let midline = midline_x(&centre_x, &sizes, labels);
     let mut out = Vec::new();
     for side in [Side::Right, Side::Left] {
         let on_side: Vec<usize> = (0..sizes.len())

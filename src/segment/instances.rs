@@ -78,6 +78,23 @@ fn centre_of(vol: &Volume<u8>, idx: &[usize]) -> [f64; 3] {
     s.map(|v| v / idx.len().max(1) as f64)
 }
 
+/// The body midline's LPS x (mm): halfway between the x centres of the two largest components
+/// (`centres_x[c]`, `sizes[c]` per component), or the grid centre's x with fewer than two.
+pub fn midline_x<T>(centres_x: &[f64], sizes: &[usize], grid: &Volume<T>) -> f64 {
+    let mut order: Vec<usize> = (0..sizes.len().min(centres_x.len())).collect();
+    order.sort_by(|a, b| sizes[*b].cmp(&sizes[*a]));
+    if order.len() >= 2 {
+        (centres_x[order[0]] + centres_x[order[1]]) / 2.0
+    } else {
+        let [ni, nj, nk] = grid.dims();
+        grid.geometry().index_to_world([
+            (ni as f64 - 1.0) / 2.0,
+            (nj as f64 - 1.0) / 2.0,
+            (nk as f64 - 1.0) / 2.0,
+        ])[0]
+    }
+}
+
 /// The lesions of `labels` (see the module doc).
 pub fn lesion_instances(labels: &Volume<u8>) -> Vec<Lesion> {
     let [ni, nj, nk] = labels.dims();
@@ -108,19 +125,8 @@ pub fn lesion_instances(labels: &Volume<u8>) -> Vec<Lesion> {
             })
         })
         .collect();
-    let midline_x = {
-        let mut order: Vec<usize> = (0..kid_sizes.len()).collect();
-        order.sort_by(|a, b| kid_sizes[*b].cmp(&kid_sizes[*a]));
-        if order.len() >= 2 {
-            (kid_centres[order[0]][0] + kid_centres[order[1]][0]) / 2.0
-        } else {
-            g.index_to_world([
-                (ni as f64 - 1.0) / 2.0,
-                (nj as f64 - 1.0) / 2.0,
-                (nk as f64 - 1.0) / 2.0,
-            ])[0]
-        }
-    };
+    let kid_x: Vec<f64> = kid_centres.iter().map(|c| c[0]).collect();
+    let midline_x = midline_x(&kid_x, &kid_sizes, labels);
     // The index axis closest to LPS z defines the axial slices.
     let slice_axis = (0..3)
         .max_by(|a, b| {
