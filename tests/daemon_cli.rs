@@ -304,18 +304,23 @@ fn kill9(child: &mut Child) {
 
 /// Waits for a process that is expected to crash at a failpoint.
 fn wait_crash(child: &mut Child, spool: &Spool) {
+    let status = wait_exit(child, spool);
+    assert!(!status.success(), "expected a crash; log:\n{}", spool.log());
+}
+
+/// Waits (generously) for the daemon to exit and returns its status.
+fn wait_exit(child: &mut Child, spool: &Spool) -> std::process::ExitStatus {
     let t0 = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(!status.success(), "expected a crash; log:\n{}", spool.log());
-            return;
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(120),
-            "no crash; log:\n{}",
+            "no exit; log:\n{}",
             spool.log()
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -503,22 +508,6 @@ fn a_full_disk_leaves_no_partial_report_and_the_study_is_retried() {
     );
     assert!(journal.contains("No space left on device"));
     spool.assert_accounted(&inputs);
-}
-
-/// Waits (generously) for the daemon to exit and returns its status.
-fn wait_exit(child: &mut Child, spool: &Spool) -> std::process::ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no exit after SIGTERM; log:\n{}",
-            spool.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
