@@ -33,6 +33,15 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
         .map_err(|e| with_path(dir, e))
 }
 
+/// The folder holding `path`: its parent, or `.` for a bare relative name (whose parent is
+/// the empty path).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// A temporary sibling of `dest` (same folder, so a rename is atomic).
 pub fn temp_sibling(dest: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,20 +51,31 @@ pub fn temp_sibling(dest: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let parent = dest.parent().unwrap_or(Path::new("."));
+    let parent = parent_dir(dest);
     parent.join(format!("{TEMP_PREFIX}{}-{n}-{name}", std::process::id()))
 }
 
 /// Writes `bytes` to `dest` atomically and durably (see the module doc).
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(dest, bytes, || Ok(()))
+}
+
+/// [`write_atomic`], calling `before_rename` once the temporary file is complete and synced
+/// (failpoints: a crash there leaves the old `dest`).
+pub fn write_atomic_with(
+    dest: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce() -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let tmp = temp_sibling(dest);
     let result = (|| {
         let mut f = File::create(&tmp).map_err(|e| with_path(&tmp, e))?;
         f.write_all(bytes).map_err(|e| with_path(&tmp, e))?;
         f.sync_all().map_err(|e| with_path(&tmp, e))?;
         drop(f);
+        before_rename()?;
         std::fs::rename(&tmp, dest).map_err(|e| with_path(dest, e))?;
-        sync_dir(dest.parent().unwrap_or(Path::new(".")))
+        sync_dir(parent_dir(dest))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -90,12 +110,20 @@ pub fn publish_dir(staging: &Path, dest: &Path) -> std::io::Result<()> {
         ));
     }
     std::fs::rename(staging, dest).map_err(|e| with_path(dest, e))?;
-    sync_dir(dest.parent().unwrap_or(Path::new(".")))
+    sync_dir(parent_dir(dest))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_relative_names_live_in_the_current_folder() {
+        assert_eq!(parent_dir(Path::new("report")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("a/report")), Path::new("a"));
+        assert_eq!(parent_dir(Path::new("/report")), Path::new("/"));
+        assert!(temp_sibling(Path::new("report")).starts_with("."));
+    }
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temporaries() {

@@ -2,57 +2,29 @@
 //! interleaved become one report each; kill -9 (real, and crash failpoints between every two
 //! steps of a claim and a publication) never loses, duplicates or half-writes anything; corrupt
 //! files go to quarantine with a reason while the other studies proceed; a full disk
-//! (failpoint) leaves no partial report and the study is retried.
+//! (failpoint) leaves no partial report and the study is retried; a model activated while the
+//! daemon runs serves from the next study on, named in its report, and a daemon refuses to
+//! start on a models folder that is not a model store.
 //!
 //! Speed: each study is one phantom series, and the segmentation model is the random-weight
-//! nnU-Net test model (tests/data/models/nnunet/plain) imported with a coarse 6 mm spacing —
-//! its label maps are noise, which is what these tests need: the daemon's bookkeeping, not
-//! the model's quality (the pipeline is checked in tests/analyze_cli.rs).
+//! nnU-Net test model (tests/data/models/nnunet/plain) imported with a coarse 6 mm spacing and
+//! installed as a signed package (tests/common/model_store.rs) — its label maps are noise,
+//! which is what these tests need: the daemon's bookkeeping, not the model's quality (the
+//! pipeline is checked in tests/analyze_cli.rs).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn nephrod() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nephrod"))
-}
+#[path = "common/model_store.rs"]
+mod model_store;
 
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use model_store::{nephrod, run_ok};
 
-/// The fast test model as a models folder (see the module doc).
+/// A model store whose active segmentation model is the fast test model (see the module doc).
 fn fast_models(root: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/nnunet/plain");
-    let model = root.join("nnunet-model");
-    std::fs::create_dir_all(&model).unwrap();
-    for e in walk(&src) {
-        let rel = e.strip_prefix(&src).unwrap();
-        let dst = model.join(rel);
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(&e, &dst).unwrap();
-    }
-    let plans = model.join("plans.json");
-    let mut p: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&plans).unwrap()).unwrap();
-    p["configurations"]["3d_fullres"]["spacing"] = serde_json::json!([6.0, 6.0, 6.0]);
-    std::fs::write(&plans, p.to_string()).unwrap();
-    let models = root.join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    run_ok(
-        nephrod()
-            .args(["models", "import-nnunet"])
-            .arg(&model)
-            .args(["--config", "3d_fullres", "--folds", "0", "--out"])
-            .arg(models.join("kidney-seg-demo")),
-    );
-    models
+    model_store::fast_store(root).0
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -564,4 +536,96 @@ fn sigterm_requeues_or_finishes_the_running_study() {
     assert_eq!(spool.report_uids(), uids, "{}", spool.log());
     assert_eq!(walk(&spool.dir("archive")).len(), inputs[0].len());
     spool.assert_accounted(&inputs);
+}
+
+#[test]
+fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, bundle, key, public) = model_store::fast_store(tmp.path());
+    let v2 = model_store::signed_copy(
+        &bundle,
+        &tmp.path().join("pkg-v2"),
+        &key,
+        "kidney-seg-test",
+        "2",
+    );
+    let out = model_store::install(&store, &v2, &public, false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (inputs, _) = studies(tmp.path(), 2, 47);
+    let spool = Spool::new(&store, "");
+    let mut daemon = spool.start("");
+    let model_of = |report: &Path| -> (String, String, bool) {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+                .unwrap();
+        let m = v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == "segmentation")
+            .unwrap()
+            .clone();
+        (
+            format!(
+                "{}@{}",
+                m["name"].as_str().unwrap(),
+                m["version"].as_str().unwrap()
+            ),
+            m["sha256"].as_str().unwrap().to_string(),
+            m["signed"].as_bool().unwrap(),
+        )
+    };
+    drop_interleaved(&spool.dir("drop"), &inputs[..1], Duration::from_millis(0));
+    spool.wait_for("the first report", Duration::from_secs(120), |s| {
+        s.reports().len() == 1
+    });
+    let first = model_of(&spool.reports()[0]);
+    assert_eq!(first.0, "kidney-seg-test@1");
+    assert!(first.2);
+    let sha_v1 = model_store::active(&store)["active"]["segmentation"]["manifest_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(first.1, sha_v1);
+
+    run_ok(
+        nephrod()
+            .args(["models", "activate", "kidney-seg-test@2", "--store"])
+            .arg(&store),
+    );
+    drop_interleaved(&spool.dir("drop"), &inputs[1..], Duration::from_millis(0));
+    spool.wait_for("the second report", Duration::from_secs(120), |s| {
+        s.reports().len() == 2
+    });
+    let reports = spool.reports();
+    let second = reports
+        .iter()
+        .map(|r| model_of(r))
+        .find(|m| m.0 != first.0)
+        .unwrap_or_else(|| panic!("both reports name v1; log:\n{}", spool.log()));
+    assert_eq!(second.0, "kidney-seg-test@2");
+    let sha_v2 = model_store::active(&store)["active"]["segmentation"]["manifest_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(second.1, sha_v2);
+    assert_ne!(sha_v1, sha_v2);
+    assert!(spool.log().contains("model activated"), "{}", spool.log());
+    let status = stop(&mut daemon);
+    assert!(status.success(), "{}", spool.log());
+
+    // A plain (development) models folder is refused at start-up.
+    let plain = Spool::new(&bundle.parent().unwrap().join("nowhere"), "");
+    let mut refused = plain.start("");
+    let status = wait_exit(&mut refused, &plain);
+    assert!(!status.success());
+    assert!(
+        plain.log().contains("is not a model store"),
+        "{}",
+        plain.log()
+    );
 }

@@ -42,7 +42,7 @@ fn import_then_verify() {
     assert!(out.join("fold_1.safetensors").is_file());
 
     let o = nephrod()
-        .args(["models", "verify"])
+        .args(["models", "verify", "--unsigned"])
         .arg(&out)
         .output()
         .unwrap();
@@ -93,10 +93,18 @@ fn errors_are_clear() {
     assert!(!tmp.path().join("b").exists());
 
     let o = nephrod()
-        .args(["models", "verify"])
+        .args(["models", "verify", "--unsigned"])
         .arg(tmp.path())
         .output()
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("manifest.json"));
+    // Without --unsigned, verification wants a signed package.
+    let o = nephrod()
+        .args(["models", "verify"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("manifest.toml"));
 }

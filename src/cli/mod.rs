@@ -15,6 +15,7 @@ mod eval_plots;
 mod example;
 mod export_crops;
 mod inspect;
+mod model_store;
 mod models;
 mod phantom;
 mod phases_input;
@@ -265,7 +266,8 @@ pub enum Command {
         #[command(subcommand)]
         what: EvalCommand,
     },
-    /// Model bundles: import trained nnU-Net v2 models, verify bundles.
+    /// Models: import trained nnU-Net v2 models and classifiers; the signed model store
+    /// (verify, install, activate, rollback, remove, list; vendor side keygen, sign).
     Models {
         #[command(subcommand)]
         what: ModelsCommand,
@@ -306,8 +308,88 @@ pub enum ModelsCommand {
         #[arg(long)]
         no_postprocessing: bool,
     },
-    /// Check a bundle: manifest schema, weights SHA-256, tensor names, shapes, dtypes.
-    Verify { bundle: PathBuf },
+    /// Check a package: signature by a trusted key, every file's SHA-256 against the signed
+    /// manifest.toml, and that the model loads. Refuses unsigned bundles unless --unsigned.
+    Verify {
+        bundle: PathBuf,
+        /// Configuration whose models.trusted_keys to trust (default:
+        /// /etc/nephrod/nephrod.toml when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        trust: model_store::TrustArgs,
+        /// A development bundle without manifest.toml: check only that its weights match its
+        /// manifest.json (names, shapes, dtypes, SHA-256). Such a bundle cannot be installed.
+        #[arg(long)]
+        unsigned: bool,
+    },
+    /// Installed packages of the model store, with the active ones and the rollback target.
+    List {
+        #[command(flatten)]
+        store: model_store::StoreArgs,
+        /// Re-check every installed package's files against its manifest.toml (SHA-256); the
+        /// exit status is non-zero when one is damaged.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Verify a signed package, copy it into the store, verify the copy, load it and run the
+    /// self-check on the built-in phantom. The active models are unchanged unless --activate.
+    Install {
+        bundle: PathBuf,
+        #[command(flatten)]
+        store: model_store::StoreArgs,
+        #[command(flatten)]
+        trust: model_store::TrustArgs,
+        /// Activate it once installed.
+        #[arg(long)]
+        activate: bool,
+        /// Run the self-check on the CPU even where the configuration says cuda.
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// Make an installed NAME@VERSION the active model of its role (one atomic rename).
+    Activate {
+        id: String,
+        #[command(flatten)]
+        store: model_store::StoreArgs,
+    },
+    /// Restore the active models the last activation replaced (repeatable: steps back through
+    /// earlier activations; the store keeps the last 16).
+    Rollback {
+        #[command(flatten)]
+        store: model_store::StoreArgs,
+    },
+    /// Delete an installed NAME@VERSION that is neither active nor the rollback target.
+    Remove {
+        id: String,
+        #[command(flatten)]
+        store: model_store::StoreArgs,
+    },
+    /// Vendor side: a new Ed25519 signing key, written to OUT (secret, mode 0600) and OUT.pub.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        /// Free text stored in OUT.pub (who owns the key).
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Vendor side: record the model's self-check output, write manifest.toml (name, version,
+    /// architecture, preprocessing, labels, training summary, SHA-256 of every file) and sign it.
+    Sign {
+        bundle: PathBuf,
+        /// The secret key file (from models keygen).
+        #[arg(long)]
+        key: PathBuf,
+        /// Default: the existing manifest.toml's name, else the folder name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Default: the existing manifest.toml's version (required for a first signature).
+        #[arg(long)]
+        version: Option<String>,
+        /// Training-data summary (default: the existing one, else the bundle's own records).
+        #[arg(long)]
+        training_summary: Option<String>,
+    },
     /// Convert a classifier's weights (torchvision ResNet state dict with `input_conv.*`, as
     /// .safetensors or a PyTorch .pth) into a classifier bundle.
     ImportClassifier {
@@ -561,8 +643,63 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
         }),
         Command::Models {
-            what: ModelsCommand::Verify { bundle },
-        } => models::run_verify(&bundle),
+            what:
+                ModelsCommand::Verify {
+                    bundle,
+                    config,
+                    trust,
+                    unsigned,
+                },
+        } => {
+            if unsigned {
+                models::run_verify(&bundle)
+            } else {
+                model_store::run_verify(&bundle, config.as_deref(), &trust)
+            }
+        }
+        Command::Models {
+            what: ModelsCommand::List { store, check },
+        } => model_store::run_list(&store, check),
+        Command::Models {
+            what:
+                ModelsCommand::Install {
+                    bundle,
+                    store,
+                    trust,
+                    activate,
+                    cpu,
+                },
+        } => model_store::run_install(&bundle, &store, &trust, activate, cpu),
+        Command::Models {
+            what: ModelsCommand::Activate { id, store },
+        } => model_store::run_activate(&id, &store),
+        Command::Models {
+            what: ModelsCommand::Rollback { store },
+        } => model_store::run_rollback(&store),
+        Command::Models {
+            what: ModelsCommand::Remove { id, store },
+        } => model_store::run_remove(&id, &store),
+        Command::Models {
+            what: ModelsCommand::Keygen { out, comment },
+        } => model_store::run_keygen(&out, &comment),
+        Command::Models {
+            what:
+                ModelsCommand::Sign {
+                    bundle,
+                    key,
+                    name,
+                    version,
+                    training_summary,
+                },
+        } => model_store::run_sign(
+            &bundle,
+            &key,
+            &crate::models::package::SignRequest {
+                name,
+                version,
+                training: training_summary,
+            },
+        ),
         Command::Models {
             what:
                 ModelsCommand::ImportClassifier {
@@ -764,5 +901,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tiling,
             only,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks of every subcommand (unique names, valid defaults), which
+    /// otherwise only fire when that subcommand is parsed.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

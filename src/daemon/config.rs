@@ -66,6 +66,10 @@ pub struct ModelsConfig {
     /// "cpu" or "cuda" (falls back to the CPU with a log line when no GPU is usable).
     #[serde(default = "default_device")]
     pub device: String,
+    /// Public keys (`.pub` files from `nephrod models keygen`) whose signatures
+    /// `nephrod models verify/install` accept.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 fn default_device() -> String {

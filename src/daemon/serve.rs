@@ -310,6 +310,11 @@ impl Daemon {
     fn finish(&mut self, msg: WorkerMessage, notifier: &Notifier) -> anyhow::Result<()> {
         match msg {
             WorkerMessage::Ready(_) => {}
+            WorkerMessage::ModelsChanged(models) => {
+                for m in &models {
+                    tracing::info!(role = %m.role, name = %m.name, version = %m.version, sha256 = %m.sha256, "model activated: used from the next study on");
+                }
+            }
             WorkerMessage::Published {
                 job,
                 lesions,
@@ -408,7 +413,15 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     };
     d.recover(jobs)?;
 
-    // The worker: models and backend, verified before READY.
+    // The worker: models and backend, verified before READY. Only installed (signed,
+    // self-checked) models serve patients.
+    if !crate::models::store::Store::exists(&d.cfg.models.dir) {
+        anyhow::bail!(
+            "models.dir {} is not a model store: install signed models with \
+             `nephrod models install PACKAGE --activate` (README.md, Model store)",
+            d.cfg.models.dir.display()
+        );
+    }
     let (req_tx, req_rx) = std::sync::mpsc::channel::<JobRequest>();
     let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = AnalyzeOptions {

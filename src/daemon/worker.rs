@@ -1,5 +1,6 @@
-//! The worker thread: owns the models and the engine backend (opened once, verified before the
-//! daemon reports READY) and runs one job at a time: analysis of `work/<job>/input/`, then the
+//! The worker thread: owns the models and the engine backend (opened and verified before the
+//! daemon reports READY; re-opened between studies when the model store's active set changed,
+//! keeping the old models when the new ones do not open) and runs one job at a time: analysis of `work/<job>/input/`, then the
 //! report folder published atomically as `outbox/<job>/`. File moves and the journal stay with
 //! the main loop; the worker only reads inputs and publishes reports.
 
@@ -25,6 +26,8 @@ pub struct JobRequest {
 pub enum WorkerMessage {
     /// Models and backend are usable (or why not); sent once, first.
     Ready(Result<Vec<ModelEntry>, String>),
+    /// Newly activated models are in use from the next study on.
+    ModelsChanged(Vec<ModelEntry>),
     /// The report folder is published.
     Published {
         job: String,
@@ -58,7 +61,7 @@ fn worker(
     requests: Receiver<JobRequest>,
     messages: UnboundedSender<WorkerMessage>,
 ) {
-    let models = match ModelSet::open(&models_dir) {
+    let mut models = match ModelSet::open(&models_dir) {
         Ok(m) => m,
         Err(e) => {
             let _ = messages.send(WorkerMessage::Ready(Err(e.to_string())));
@@ -67,7 +70,18 @@ fn worker(
     };
     let backend = select_backend(prefer_gpu);
     let _ = messages.send(WorkerMessage::Ready(Ok(models.entries())));
+    let mut refused_generation = None;
     while let Ok(req) = requests.recv() {
+        if let Some(changed) =
+            reload_if_activated(&models_dir, &mut models, &mut refused_generation)
+        {
+            if messages
+                .send(WorkerMessage::ModelsChanged(changed))
+                .is_err()
+            {
+                return;
+            }
+        }
         let t0 = std::time::Instant::now();
         let msg = if req.report_dir.join("report.json").exists() {
             // Published before a crash that preceded its journal line.
@@ -104,6 +118,38 @@ fn worker(
         tracing::debug!(job = %req.job, "worker finished a job");
         if messages.send(msg).is_err() {
             return;
+        }
+    }
+}
+
+/// Re-opens the models when the store's active generation differs from the one `models` were
+/// opened at; returns the new entries. A set that does not open is logged once and the old
+/// models keep serving.
+fn reload_if_activated(
+    models_dir: &std::path::Path,
+    models: &mut ModelSet,
+    refused_generation: &mut Option<u64>,
+) -> Option<Vec<ModelEntry>> {
+    let current = models.generation?;
+    let state = match crate::models::store::Store::new(models_dir).state() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "model store state unreadable; the current models keep serving");
+            return None;
+        }
+    };
+    if state.generation == current || *refused_generation == Some(state.generation) {
+        return None;
+    }
+    match ModelSet::open(models_dir) {
+        Ok(new) => {
+            *models = new;
+            Some(models.entries())
+        }
+        Err(e) => {
+            *refused_generation = Some(state.generation);
+            tracing::error!(generation = state.generation, error = %e, "newly activated models do not open; the previous models keep serving");
+            None
         }
     }
 }

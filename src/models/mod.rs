@@ -5,8 +5,18 @@
 //! * [`nnunet`] — plans.json / dataset.json → [`crate::segment::plan::InferencePlan`].
 //! * [`nnunet_postprocessing`] — nnU-Net's postprocessing.json → keep-largest-component rules.
 //! * [`bundle`] — the bundle layout, manifest, writing and verified loading.
+//! * [`loaded`] — a model folder of either kind, opened by its own loader.
+//! * [`signing`] — Ed25519 keys and manifest signatures.
+//! * [`package`] — signed packages: manifest.toml over every file's SHA-256, verification.
+//! * [`self_check`] — the install-time run on the built-in phantom against the vendor's record.
+//! * [`store`] — installed packages, the active set, activation/rollback/removal.
 
 pub mod bundle;
+pub mod loaded;
 pub mod nnunet;
 pub mod nnunet_postprocessing;
+pub mod package;
+pub mod self_check;
+pub mod signing;
+pub mod store;
 pub mod torch_checkpoint;

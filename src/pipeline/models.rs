@@ -1,21 +1,25 @@
 //! The models an analysis runs with, opened and verified once (the daemon keeps them between
-//! studies), and how a report names them.
+//! studies and re-opens them when the store's active set changes), and how a report names them.
 //!
-//! A models folder holds the segmentation bundle [`SEG_BUNDLE`] and optionally the classifier
-//! bundle [`CLS_BUNDLE`]. A report names each model by its folder name, a version (the
-//! bundle's import / creation time until the model store of issue 10 adds explicit versions)
-//! and the SHA-256 of its manifest, which itself lists the SHA-256 of every weights file — so the
-//! hash identifies the exact weights.
+//! Two sources:
+//! * a model store ([`crate::models::store`], what the appliance runs): the active
+//!   segmentation model (required) and classifier (optional) named by `active.json`; their
+//!   files are re-checked against the signed manifest.toml before loading, and a report names
+//!   each by package name, version and manifest.toml SHA-256;
+//! * a development models folder (`--models DIR` of `analyze`/`demo`, e.g. the source tree's
+//!   `models/`): the bundles [`SEG_BUNDLE`] and optionally [`CLS_BUNDLE`], named by their
+//!   manifest.toml when they have one (else folder name and import time) and the SHA-256 of
+//!   their manifest; reports mark them `signed: false`.
 //!
-//! Model status: bundles whose name ends in `-demo` are nephrod's phantom-trained demonstration
+//! Model status: models whose name ends in `-demo` are nephrod's phantom-trained demonstration
 //! models and every report says so.
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::classify::bundle::{ClassifierBundle, ClassifierBundleError};
 use crate::models::bundle::{Bundle, BundleError};
+use crate::models::loaded::Role;
+use crate::models::store::{Store, StoreError};
 use crate::report::schema::ModelEntry;
 
 /// Segmentation bundle folder name inside a models folder.
@@ -39,6 +43,8 @@ pub enum ModelsError {
         #[source]
         source: Box<ClassifierBundleError>,
     },
+    #[error("model store: {0}")]
+    Store(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -56,18 +62,48 @@ pub struct ModelSet {
     pub classifier: Option<(ClassifierBundle, ModelEntry)>,
     /// Why there is no classifier (when there is none).
     pub classifier_missing: Option<String>,
+    /// The store's active-set generation the models were opened at (`None`: a development
+    /// folder).
+    pub generation: Option<u64>,
 }
 
-fn manifest_sha256(dir: &Path) -> Result<String, ModelsError> {
-    let path = dir.join(MANIFEST);
-    let bytes = std::fs::read(&path).map_err(|source| ModelsError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+impl ModelsError {
+    fn store(e: StoreError) -> Self {
+        ModelsError::Store(e.to_string())
+    }
+}
+
+/// A development folder's entry: name and version from its manifest.toml when it has one.
+fn folder_entry(dir: &Path, role: &str, fallback_version: &str) -> Result<ModelEntry, ModelsError> {
+    let toml_path = dir.join(crate::models::package::MANIFEST_TOML);
+    let package = std::fs::read(&toml_path)
+        .ok()
+        .and_then(|b| crate::models::package::parse_manifest(&toml_path, &b).ok());
+    Ok(match package {
+        Some(m) => ModelEntry {
+            role: role.into(),
+            name: m.name,
+            version: m.version,
+            sha256: file_sha256(&toml_path)?,
+            signed: false,
+        },
+        None => ModelEntry {
+            role: role.into(),
+            name: folder_name(dir),
+            version: fallback_version.into(),
+            sha256: file_sha256(&dir.join(MANIFEST))?,
+            signed: false,
+        },
+    })
+}
+
+fn file_sha256(path: &Path) -> Result<String, ModelsError> {
+    crate::models::package::file_digest(path)
+        .map(|(sha, _)| sha)
+        .map_err(|e| ModelsError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })
 }
 
 fn folder_name(dir: &Path) -> String {
@@ -77,33 +113,95 @@ fn folder_name(dir: &Path) -> String {
 }
 
 impl ModelSet {
-    /// Opens and verifies the bundles of `models_dir`. A missing or broken segmentation model
-    /// is an error; a missing classifier folder is not (see [`ModelSet::classifier_missing`]),
-    /// a present but broken one is.
+    /// Opens the active models of the store at `models_dir`, or the bundles of a development
+    /// folder (see the module doc). A missing or broken segmentation model is an error; a
+    /// missing classifier is not (see [`ModelSet::classifier_missing`]), a broken one is.
     pub fn open(models_dir: &Path) -> Result<Self, ModelsError> {
+        if Store::exists(models_dir) {
+            Self::open_store(models_dir)
+        } else {
+            Self::open_folder(models_dir)
+        }
+    }
+
+    fn open_store(root: &Path) -> Result<Self, ModelsError> {
+        let store = Store::new(root);
+        let state = store.state().map_err(ModelsError::store)?;
+        let package = |role: Role| -> Result<Option<(PathBuf, ModelEntry)>, ModelsError> {
+            let Some(a) = state.active.get(&role) else {
+                return Ok(None);
+            };
+            let (_, sha) = store
+                .check_installed(&a.name, &a.version)
+                .map_err(ModelsError::store)?;
+            if sha != a.manifest_sha256 {
+                return Err(ModelsError::Store(format!(
+                    "{}: manifest.toml changed since activation (SHA-256 {sha}, activated {})",
+                    a.id(),
+                    a.manifest_sha256
+                )));
+            }
+            Ok(Some((
+                store.package_dir(&a.name, &a.version),
+                ModelEntry {
+                    role: role.as_str().into(),
+                    name: a.name.clone(),
+                    version: a.version.clone(),
+                    sha256: sha,
+                    signed: true,
+                },
+            )))
+        };
+        let (seg_dir, segmentation_entry) = package(Role::Segmentation)?.ok_or_else(|| {
+            ModelsError::Store(format!(
+                "{}: no active segmentation model (nephrod models install … then activate)",
+                root.display()
+            ))
+        })?;
+        let segmentation = Bundle::open(&seg_dir).map_err(|source| ModelsError::Segmentation {
+            path: seg_dir.clone(),
+            source: Box::new(source),
+        })?;
+        let (classifier, classifier_missing) = match package(Role::Classification)? {
+            Some((dir, entry)) => {
+                let b = ClassifierBundle::open(&dir).map_err(|source| ModelsError::Classifier {
+                    path: dir.clone(),
+                    source: Box::new(source),
+                })?;
+                (Some((b, entry)), None)
+            }
+            None => (
+                None,
+                Some(format!(
+                    "no active classifier in the model store {}",
+                    root.display()
+                )),
+            ),
+        };
+        Ok(ModelSet {
+            segmentation,
+            segmentation_entry,
+            classifier,
+            classifier_missing,
+            generation: Some(state.generation),
+        })
+    }
+
+    fn open_folder(models_dir: &Path) -> Result<Self, ModelsError> {
         let seg_dir = models_dir.join(SEG_BUNDLE);
         let segmentation = Bundle::open(&seg_dir).map_err(|source| ModelsError::Segmentation {
             path: seg_dir.clone(),
             source: Box::new(source),
         })?;
-        let segmentation_entry = ModelEntry {
-            role: "segmentation".into(),
-            name: folder_name(&seg_dir),
-            version: segmentation.manifest.imported_at.clone(),
-            sha256: manifest_sha256(&seg_dir)?,
-        };
+        let segmentation_entry =
+            folder_entry(&seg_dir, "segmentation", &segmentation.manifest.imported_at)?;
         let cls_dir = models_dir.join(CLS_BUNDLE);
         let (classifier, classifier_missing) = if cls_dir.join(MANIFEST).exists() {
             let b = ClassifierBundle::open(&cls_dir).map_err(|source| ModelsError::Classifier {
                 path: cls_dir.clone(),
                 source: Box::new(source),
             })?;
-            let entry = ModelEntry {
-                role: "classification".into(),
-                name: folder_name(&cls_dir),
-                version: b.manifest.created_utc.clone(),
-                sha256: manifest_sha256(&cls_dir)?,
-            };
+            let entry = folder_entry(&cls_dir, "classification", &b.manifest.created_utc)?;
             (Some((b, entry)), None)
         } else {
             (
@@ -116,6 +214,7 @@ impl ModelSet {
             segmentation_entry,
             classifier,
             classifier_missing,
+            generation: None,
         })
     }
 

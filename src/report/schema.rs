@@ -140,8 +140,13 @@ pub struct ModelEntry {
     pub role: String,
     pub name: String,
     pub version: String,
-    /// SHA-256 of the bundle's manifest (which lists the SHA-256 of every weights file).
+    /// SHA-256 of the package's signed manifest.toml (store models), else of the bundle's
+    /// manifest.json; either lists the SHA-256 of every weights file.
     pub sha256: String,
+    /// Installed from a signed package through the model store (`false`: a development
+    /// models folder given with --models).
+    #[serde(default)]
+    pub signed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
