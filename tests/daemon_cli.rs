@@ -555,7 +555,7 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (inputs, _) = studies(tmp.path(), 2, 47);
+    let (inputs, _) = studies(tmp.path(), 3, 47);
     let spool = Spool::new(&store, "");
     let mut daemon = spool.start("");
     let model_of = |report: &Path| -> (String, String, bool) {
@@ -597,7 +597,7 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
             .args(["models", "activate", "kidney-seg-test@2", "--store"])
             .arg(&store),
     );
-    drop_interleaved(&spool.dir("drop"), &inputs[1..], Duration::from_millis(0));
+    drop_interleaved(&spool.dir("drop"), &inputs[1..2], Duration::from_millis(0));
     spool.wait_for("the second report", Duration::from_secs(120), |s| {
         s.reports().len() == 2
     });
@@ -615,6 +615,38 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
     assert_eq!(second.1, sha_v2);
     assert_ne!(sha_v1, sha_v2);
     assert!(spool.log().contains("model activated"), "{}", spool.log());
+
+    // v3 activated, then damaged on disk before the next study: the daemon refuses to switch
+    // and v2 keeps serving, named as such in the report.
+    let v3 = model_store::signed_copy(
+        &bundle,
+        &tmp.path().join("pkg-v3"),
+        &key,
+        "kidney-seg-test",
+        "3",
+    );
+    let out = model_store::install(&store, &v3, &public, true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let w = store.join("packages/kidney-seg-test/3/fold_0.safetensors");
+    let mut b = std::fs::read(&w).unwrap();
+    b[200] ^= 1;
+    std::fs::write(&w, b).unwrap();
+    drop_interleaved(&spool.dir("drop"), &inputs[2..], Duration::from_millis(0));
+    spool.wait_for("the third report", Duration::from_secs(120), |s| {
+        s.reports().len() == 3
+    });
+    let names: Vec<String> = spool.reports().iter().map(|r| model_of(r).0).collect();
+    assert_eq!(
+        names.iter().filter(|n| *n == "kidney-seg-test@2").count(),
+        2,
+        "{names:?}; log:\n{}",
+        spool.log()
+    );
+    assert!(
+        spool.log().contains("the previous models keep serving"),
+        "{}",
+        spool.log()
+    );
     let status = stop(&mut daemon);
     assert!(status.success(), "{}", spool.log());
 

@@ -434,3 +434,31 @@ fn kill_9_at_every_step_leaves_the_old_or_the_new_model_active() {
         }
     }
 }
+
+/// The demo models shipped in models/ are signed packages (key models/nephrod-demo-models.pub):
+/// they verify, install (their self-check reproduces the record made when they were signed)
+/// and serve as the store's active set.
+#[test]
+fn shipped_demo_packages_verify_and_pass_their_self_check() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let public = repo.join("models/nephrod-demo-models.pub");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    for name in ["kidney-seg-demo", "renal-mass-classifier-demo"] {
+        let pkg = repo.join("models").join(name);
+        let o = verify(&pkg, &[&public]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let o = install(&store, &pkg, &public, true);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("self-check passed"), "{name}: {text}");
+    }
+    assert_eq!(active_segmentation(&store), "kidney-seg-demo@1.0.0");
+    let listing = list(&store);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("renal-mass-classifier-demo@1.0.0") && l.contains("active")),
+        "{listing}"
+    );
+}
