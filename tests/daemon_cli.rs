@@ -626,7 +626,11 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
         "3",
     );
     let out = model_store::install(&store, &v3, &public, true);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let w = store.join("packages/kidney-seg-test/3/fold_0.safetensors");
     let mut b = std::fs::read(&w).unwrap();
     b[200] ^= 1;

@@ -279,8 +279,10 @@ pub fn compare(
                 .zip(&actual.lesions)
                 .flat_map(|(e, a)| e.probabilities.iter().zip(&a.probabilities))
                 .map(|(x, y)| (x - y).abs())
+                // f64::max ignores NaN: count a NaN as the worst possible difference.
+                .map(|d| if d.is_nan() { f64::INFINITY } else { d })
                 .fold(0.0, f64::max);
-            if worst.is_nan() || worst > MAX_PROBABILITY_ERROR {
+            if worst > MAX_PROBABILITY_ERROR {
                 return Err(SelfCheckError::OutOfBound(format!(
                     "a class probability differs by {worst:.4} from the record (bound {MAX_PROBABILITY_ERROR})"
                 )));

@@ -321,6 +321,27 @@ mod tests {
         }
     }
 
+    /// OpenSSL's signature over the domain line + a manifest (tools/oracle/
+    /// ed25519_openssl_golden.sh) equals nephrod's and verifies: an external signer that
+    /// follows the documented message format produces valid packages.
+    #[test]
+    fn manifest_signature_equals_openssl() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/signing");
+        let g: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("openssl_golden.json")).unwrap(),
+        )
+        .unwrap();
+        let field = |k: &str| hex_decode(g[k].as_str().unwrap()).unwrap();
+        let manifest = std::fs::read(dir.join(g["manifest"].as_str().unwrap())).unwrap();
+        let seed: [u8; 32] = field("seed").try_into().unwrap();
+        let key = SecretKey::from_seed(&seed);
+        assert_eq!(key.public().to_bytes().to_vec(), field("public_key"));
+        let ours = SignatureFile::parse(&key.sign_manifest(&manifest)).unwrap();
+        assert_eq!(ours.signature.to_vec(), field("signature"));
+        let theirs: [u8; 64] = field("signature").try_into().unwrap();
+        assert!(key.public().verifies(&manifest, &theirs));
+    }
+
     #[test]
     fn manifest_signatures_verify_only_for_the_same_bytes_and_key() {
         let a = SecretKey::from_seed(&[7; 32]);
