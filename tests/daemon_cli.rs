@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 #[path = "common/model_store.rs"]
 mod model_store;
 
-use model_store::{nephrod, run_ok};
+use model_store::{make_writable, nephrod, run_ok};
 
 /// A model store whose active segmentation model is the fast test model (see the module doc).
 fn fast_models(root: &Path) -> PathBuf {
@@ -632,6 +632,8 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
     let w = store.join("packages/kidney-seg-test/3/fold_0.safetensors");
+    // Installed files are read-only (0444); damage them as a failing disk would.
+    make_writable(&w);
     let mut b = std::fs::read(&w).unwrap();
     b[200] ^= 1;
     std::fs::write(&w, b).unwrap();

@@ -17,7 +17,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use model_store::{
-    active_segmentation, copy_dir, fast_store, install, keygen, nephrod, run_ok, signed_copy,
+    active_segmentation, copy_dir, fast_store, install, keygen, make_writable, nephrod, run_ok,
+    signed_copy,
 };
 
 fn stderr(o: &Output) -> String {
@@ -290,6 +291,8 @@ fn install_activate_rollback_remove() {
     let o = install(&store, &v2, &public, false);
     assert!(o.status.success(), "{}", stderr(&o));
     let w = store.join("packages/kidney-seg-test/2/fold_0.safetensors");
+    // Installed files are read-only (0444); damage them as a failing disk would.
+    make_writable(&w);
     let mut b = std::fs::read(&w).unwrap();
     b[100] ^= 1;
     std::fs::write(&w, b).unwrap();

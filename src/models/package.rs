@@ -32,6 +32,8 @@ pub const SCHEMA: &str = "nephrod.model-package";
 pub const SCHEMA_VERSION: u32 = 1;
 /// A manifest larger than this is refused before it is read.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// A signature file is one short line.
+const MAX_SIGNATURE_BYTES: u64 = 1024;
 
 /// `[architecture]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,14 +339,21 @@ pub struct VerifiedPackage {
 pub fn verify_package(dir: &Path, trusted: &[PublicKey]) -> Result<VerifiedPackage, PackageError> {
     let bytes = read_manifest_bytes(dir)?;
     let sig_path = dir.join(SIGNATURE_FILE);
-    let sig_text = match std::fs::read(&sig_path) {
+    let sig_len = match std::fs::symlink_metadata(&sig_path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(PackageError::Unsigned {
                 dir: dir.to_path_buf(),
             })
         }
-        other => other.map_err(io(&sig_path))?,
+        other => other.map_err(io(&sig_path))?.len(),
     };
+    if sig_len > MAX_SIGNATURE_BYTES {
+        return Err(PackageError::SignatureFormat {
+            dir: dir.to_path_buf(),
+            message: format!("{sig_len} bytes is more than a signature file can be"),
+        });
+    }
+    let sig_text = std::fs::read(&sig_path).map_err(io(&sig_path))?;
     let sig = std::str::from_utf8(&sig_text)
         .map_err(|_| "not text".to_string())
         .and_then(SignatureFile::parse)

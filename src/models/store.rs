@@ -1,8 +1,8 @@
 //! The appliance's model store: installed, verified packages and which of them are active.
 //!
 //! # Layout (`models.dir` of the configuration)
-//! * `packages/<name>/<version>/` — an installed package: a verified copy, never changed after
-//!   it appears (one rename from a staging folder);
+//! * `packages/<name>/<version>/` — an installed package: a verified copy (files mode 0444),
+//!   never changed after it appears (one rename from a staging folder);
 //! * `active.json` — [`StoreState`]: the active model per role, a generation counter and the
 //!   earlier active sets (for `rollback`), replaced in one rename (`fsio::write_atomic`);
 //! * `.lock` — held (flock) by every command that changes the store;
@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -335,6 +336,9 @@ impl Store {
         for name in names {
             let to = staging.join(name);
             std::fs::copy(pkg.dir.join(name), &to).map_err(io(&to))?;
+            // Installed files are read-only, whatever modes the medium carried.
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o444))
+                .map_err(io(&to))?;
             failpoint::hit("install.copy").map_err(io(&to))?;
         }
         fsio::sync_tree(staging).map_err(io(staging))?;

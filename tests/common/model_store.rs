@@ -131,3 +131,9 @@ pub fn fast_store(root: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     );
     (store, bundle, key, public)
 }
+
+/// Gives the owner write permission on an installed (read-only) file.
+pub fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
