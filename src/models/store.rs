@@ -92,6 +92,71 @@ impl Default for StoreState {
     }
 }
 
+fn holds(set: &BTreeMap<Role, ActiveModel>, name: &str, version: &str) -> bool {
+    set.values().any(|m| m.name == name && m.version == version)
+}
+
+/// The state transitions (pure; [`Store`] checks the packages and writes the result).
+impl StoreState {
+    /// `model` active for `role`: the current set goes to the history (unless empty; at most
+    /// [`HISTORY_MAX`] kept) and the generation advances. Activating what is already active
+    /// changes nothing. Returns the new state and the model it replaced.
+    pub fn activated(
+        &self,
+        role: Role,
+        model: ActiveModel,
+        now_utc: &str,
+    ) -> (StoreState, Option<ActiveModel>) {
+        let mut next = self.clone();
+        if next.active.get(&role) == Some(&model) {
+            return (next, Some(model));
+        }
+        if !next.active.is_empty() {
+            next.history.push(HistoryEntry {
+                active: next.active.clone(),
+                replaced_utc: now_utc.into(),
+            });
+        }
+        if next.history.len() > HISTORY_MAX {
+            next.history.remove(0);
+        }
+        let previous = next.active.insert(role, model);
+        next.generation += 1;
+        (next, previous)
+    }
+
+    /// The newest history entry active again (and no longer in the history).
+    pub fn rolled_back(&self) -> Result<StoreState, StoreError> {
+        let mut next = self.clone();
+        let entry = next.history.pop().ok_or(StoreError::NoHistory)?;
+        next.active = entry.active;
+        next.generation += 1;
+        Ok(next)
+    }
+
+    /// The state once `name@version` is deleted: refused while it is active or the rollback
+    /// target; older history entries naming it are dropped (nothing could restore them).
+    pub fn without(&self, name: &str, version: &str) -> Result<StoreState, StoreError> {
+        let id = format!("{name}@{version}");
+        if holds(&self.active, name, version) {
+            return Err(StoreError::InUse { id, why: "active" });
+        }
+        if self
+            .history
+            .last()
+            .is_some_and(|h| holds(&h.active, name, version))
+        {
+            return Err(StoreError::InUse {
+                id,
+                why: "the rollback target",
+            });
+        }
+        let mut next = self.clone();
+        next.history.retain(|h| !holds(&h.active, name, version));
+        Ok(next)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
@@ -399,46 +464,33 @@ impl Store {
                 },
             },
         )?;
-        let mut state = self.state()?;
         let new = ActiveModel {
             name: name.into(),
             version: version.into(),
             manifest_sha256: sha,
         };
-        if state.active.get(&manifest.role) == Some(&new) {
-            return Ok((state, Some(new)));
+        let state = self.state()?;
+        let (next, previous) = state.activated(manifest.role, new, &now_utc());
+        if next != state {
+            self.write_state(&next)?;
         }
-        if !state.active.is_empty() {
-            state.history.push(HistoryEntry {
-                active: state.active.clone(),
-                replaced_utc: now_utc(),
-            });
-        }
-        if state.history.len() > HISTORY_MAX {
-            state.history.remove(0);
-        }
-        let previous = state.active.insert(manifest.role, new);
-        state.generation += 1;
-        self.write_state(&state)?;
-        Ok((state, previous))
+        Ok((next, previous))
     }
 
     /// Restores the active set that the last activation replaced (and forgets it: a second
     /// rollback steps further back).
     pub fn rollback(&self) -> Result<StoreState, StoreError> {
         let _lock = self.lock()?;
-        let mut state = self.state()?;
-        let entry = state.history.pop().ok_or(StoreError::NoHistory)?;
-        for m in entry.active.values() {
+        let state = self.state()?;
+        let next = state.rolled_back()?;
+        for m in next.active.values() {
             let (_, sha) = self.check_installed(&m.name, &m.version)?;
             if sha != m.manifest_sha256 {
                 return Err(StoreError::VersionConflict { id: m.id() });
             }
         }
-        state.active = entry.active;
-        state.generation += 1;
-        self.write_state(&state)?;
-        Ok(state)
+        self.write_state(&next)?;
+        Ok(next)
     }
 
     /// Removes an installed version that is neither active nor the rollback target.
@@ -449,23 +501,10 @@ impl Store {
         if !dir.is_dir() {
             return Err(StoreError::NotInstalled { id });
         }
-        let mut state = self.state()?;
-        let is = |set: &BTreeMap<Role, ActiveModel>| {
-            set.values().any(|m| m.name == name && m.version == version)
-        };
-        if is(&state.active) {
-            return Err(StoreError::InUse { id, why: "active" });
-        }
-        if state.history.last().is_some_and(|h| is(&h.active)) {
-            return Err(StoreError::InUse {
-                id,
-                why: "the rollback target",
-            });
-        }
-        let before = state.history.len();
-        state.history.retain(|h| !is(&h.active));
-        if state.history.len() != before {
-            self.write_state(&state)?;
+        let state = self.state()?;
+        let next = state.without(name, version)?;
+        if next != state {
+            self.write_state(&next)?;
         }
         // One rename makes it disappear; the deletion of the renamed folder may be interrupted.
         let doomed = fsio::temp_sibling(&self.root.join(format!("remove-{id}")));
@@ -502,12 +541,12 @@ impl Store {
                         crate::models::package::parse_manifest(&v.path().join(MANIFEST_TOML), &b)
                             .ok()
                     });
-                let is = |set: &BTreeMap<Role, ActiveModel>| {
-                    set.values().any(|m| m.name == name && m.version == version)
-                };
                 out.push(Listed {
-                    active: is(&state.active),
-                    rollback_target: state.history.last().is_some_and(|h| is(&h.active)),
+                    active: holds(&state.active, &name, &version),
+                    rollback_target: state
+                        .history
+                        .last()
+                        .is_some_and(|h| holds(&h.active, &name, &version)),
                     name: name.clone(),
                     version,
                     manifest,
@@ -516,5 +555,88 @@ impl Store {
         }
         out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, version: &str) -> ActiveModel {
+        ActiveModel {
+            name: name.into(),
+            version: version.into(),
+            manifest_sha256: format!("{name}{version}"),
+        }
+    }
+
+    fn seg(s: &StoreState) -> String {
+        s.active[&Role::Segmentation].id()
+    }
+
+    #[test]
+    fn activation_history_and_rollback() {
+        let s0 = StoreState::default();
+        let (s1, prev) = s0.activated(Role::Segmentation, m("seg", "1"), "t1");
+        assert!(prev.is_none());
+        assert!(
+            s1.history.is_empty(),
+            "an empty set is nothing to roll back to"
+        );
+        assert_eq!(s1.generation, 1);
+        let (same, _) = s1.activated(Role::Segmentation, m("seg", "1"), "t");
+        assert_eq!(same, s1);
+        let (s2, _) = s1.activated(Role::Classification, m("cls", "1"), "t2");
+        let (s3, prev) = s2.activated(Role::Segmentation, m("seg", "2"), "t3");
+        assert_eq!(prev, Some(m("seg", "1")));
+        assert_eq!(s3.generation, 3);
+        // Rollback restores whole sets, newest first, then there is nothing left.
+        let r1 = s3.rolled_back().unwrap();
+        assert_eq!(r1.active, s2.active);
+        assert_eq!(r1.generation, 4);
+        let r2 = r1.rolled_back().unwrap();
+        assert_eq!(r2.active, s1.active);
+        assert!(matches!(r2.rolled_back(), Err(StoreError::NoHistory)));
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut s = StoreState::default();
+        for v in 0..(HISTORY_MAX + 5) {
+            s = s
+                .activated(Role::Segmentation, m("seg", &v.to_string()), "t")
+                .0;
+        }
+        assert_eq!(s.history.len(), HISTORY_MAX);
+        let newest_replaced = (HISTORY_MAX + 3).to_string();
+        assert_eq!(
+            s.history.last().unwrap().active[&Role::Segmentation].version,
+            newest_replaced
+        );
+    }
+
+    #[test]
+    fn removal_spares_the_active_and_the_rollback_target_and_prunes_the_rest() {
+        let mut s = StoreState::default();
+        for v in ["1", "2", "3"] {
+            s = s.activated(Role::Segmentation, m("seg", v), "t").0;
+        }
+        assert_eq!(seg(&s), "seg@3");
+        assert!(matches!(
+            s.without("seg", "3"),
+            Err(StoreError::InUse { why: "active", .. })
+        ));
+        assert!(matches!(
+            s.without("seg", "2"),
+            Err(StoreError::InUse {
+                why: "the rollback target",
+                ..
+            })
+        ));
+        let pruned = s.without("seg", "1").unwrap();
+        assert_eq!(pruned.history.len(), 1);
+        assert_eq!(seg(&pruned.rolled_back().unwrap()), "seg@2");
+        // Something never active changes nothing.
+        assert_eq!(s.without("other", "1").unwrap(), s);
     }
 }
