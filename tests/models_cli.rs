@@ -13,7 +13,8 @@ fn nephrod() -> Command {
 fn import_then_verify() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/nnunet");
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("kits-tiny");
+    // The parent of --out need not exist yet.
+    let out = tmp.path().join("bundles/kits-tiny");
     let o = nephrod()
         .args(["models", "import-nnunet"])
         .arg(data.join("plain"))

@@ -194,6 +194,7 @@ pub fn write_bundle(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
     let tmp = TempDir {
         path: parent.join(format!(".{name}.tmp-{}-{nanos}", std::process::id())),
         armed: true,
