@@ -11,6 +11,9 @@
 //! installed as a signed package (tests/common/model_store.rs) — its label maps are noise,
 //! which is what these tests need: the daemon's bookkeeping, not the model's quality (the
 //! pipeline is checked in tests/analyze_cli.rs).
+//!
+//! Every spool's configuration lists the signing key in `models.trusted_keys`; a daemon whose
+//! configuration no longer lists it (the key revoked) refuses to start on that store.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,9 +25,11 @@ mod model_store;
 
 use model_store::{make_writable, nephrod, run_ok};
 
-/// A model store whose active segmentation model is the fast test model (see the module doc).
-fn fast_models(root: &Path) -> PathBuf {
-    model_store::fast_store(root).0
+/// A model store whose active segmentation model is the fast test model (see the module doc),
+/// and the public key that signed it.
+fn fast_models(root: &Path) -> (PathBuf, PathBuf) {
+    let (store, _, _, public) = model_store::fast_store(root);
+    (store, public)
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -115,7 +120,8 @@ struct Spool {
 }
 
 impl Spool {
-    fn new(models: &Path, extra: &str) -> Spool {
+    /// A spool whose daemon serves the store `models`, trusting the keys `trusted`.
+    fn new(models: &Path, trusted: &[&Path], extra: &str) -> Spool {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let config = root.join("nephrod.toml");
@@ -126,14 +132,19 @@ impl Spool {
                 "[spool]\ndrop = \"{}\"\nwork = \"{}\"\noutbox = \"{}\"\narchive = \"{}\"\n\
                  quarantine = \"{}\"\n[study]\nquiet_secs = 3\nmin_series = 1\n\
                  rescan_secs = 0.3\nunreadable_after_secs = 4\n[models]\ndir = \"{}\"\n\
-                 [analysis]\ntta = false\ngrad_cam = false\n[service]\nretry_after_secs = 0.5\n\
+                 trusted_keys = [{}]\n[analysis]\ntta = false\ngrad_cam = false\n[service]\nretry_after_secs = 0.5\n\
                  stop_timeout_secs = 30\n{extra}",
                 s("drop"),
                 s("work"),
                 s("outbox"),
                 s("archive"),
                 s("quarantine"),
-                models.display()
+                models.display(),
+                trusted
+                    .iter()
+                    .map(|k| format!("\"{}\"", k.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
         .unwrap();
@@ -299,9 +310,9 @@ fn wait_exit(child: &mut Child, spool: &Spool) -> std::process::ExitStatus {
 #[test]
 fn studies_written_slowly_and_interleaved_give_one_report_each() {
     let tmp = tempfile::tempdir().unwrap();
-    let models = fast_models(tmp.path());
+    let (models, public) = fast_models(tmp.path());
     let (inputs, uids) = studies(tmp.path(), 5, 21);
-    let spool = Spool::new(&models, "");
+    let spool = Spool::new(&models, &[&public], "");
     // systemd's notification socket, as systemd would pass it.
     let sock_path = spool.root.join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
@@ -368,9 +379,9 @@ fn studies_written_slowly_and_interleaved_give_one_report_each() {
 #[test]
 fn kill_9_at_every_step_processes_every_study_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let models = fast_models(tmp.path());
+    let (models, public) = fast_models(tmp.path());
     let (inputs, uids) = studies(tmp.path(), 5, 33);
-    let spool = Spool::new(&models, "");
+    let spool = Spool::new(&models, &[&public], "");
     drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
     // Crash right after the claim intent, in the middle of moving a claim, and after a report
     // is published but before the journal says so; then a real kill -9 mid-run.
@@ -415,7 +426,7 @@ fn kill_9_at_every_step_processes_every_study_exactly_once() {
 #[test]
 fn corrupt_files_are_quarantined_with_a_reason_and_others_proceed() {
     let tmp = tempfile::tempdir().unwrap();
-    let models = fast_models(tmp.path());
+    let (models, public) = fast_models(tmp.path());
     let (mut inputs, uids) = studies(tmp.path(), 2, 45);
     // A file that is not DICOM, and a DICOM file cut after 200 bytes (its own sender folder).
     let cut = inputs[0][0].bytes[..200].to_vec();
@@ -429,7 +440,7 @@ fn corrupt_files_are_quarantined_with_a_reason_and_others_proceed() {
             bytes: cut,
         },
     ]);
-    let spool = Spool::new(&models, "");
+    let spool = Spool::new(&models, &[&public], "");
     drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
     let mut d = spool.start("");
     spool.wait_for(
@@ -455,9 +466,9 @@ fn corrupt_files_are_quarantined_with_a_reason_and_others_proceed() {
 #[test]
 fn a_full_disk_leaves_no_partial_report_and_the_study_is_retried() {
     let tmp = tempfile::tempdir().unwrap();
-    let models = fast_models(tmp.path());
+    let (models, public) = fast_models(tmp.path());
     let (inputs, uids) = studies(tmp.path(), 1, 57);
-    let spool = Spool::new(&models, "");
+    let spool = Spool::new(&models, &[&public], "");
     drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
     let mut d = spool.start("output.write=enospc:2");
     spool.wait_for(
@@ -485,9 +496,9 @@ fn a_full_disk_leaves_no_partial_report_and_the_study_is_retried() {
 #[test]
 fn sigterm_requeues_or_finishes_the_running_study() {
     let tmp = tempfile::tempdir().unwrap();
-    let models = fast_models(tmp.path());
+    let (models, public) = fast_models(tmp.path());
     let (inputs, uids) = studies(tmp.path(), 1, 69);
-    let spool = Spool::new(&models, "");
+    let spool = Spool::new(&models, &[&public], "");
     // Mirroring TTA makes a study take long enough to be interrupted.
     let set = |stop_secs: &str| {
         let text = std::fs::read_to_string(&spool.config).unwrap();
@@ -556,7 +567,7 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
     let (inputs, _) = studies(tmp.path(), 3, 47);
-    let spool = Spool::new(&store, "");
+    let spool = Spool::new(&store, &[&public], "");
     let mut daemon = spool.start("");
     let model_of = |report: &Path| -> (String, String, bool) {
         let v: serde_json::Value =
@@ -657,7 +668,7 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
     assert!(status.success(), "{}", spool.log());
 
     // A plain (development) models folder is refused at start-up.
-    let plain = Spool::new(&bundle.parent().unwrap().join("nowhere"), "");
+    let plain = Spool::new(&bundle.parent().unwrap().join("nowhere"), &[&public], "");
     let mut refused = plain.start("");
     let status = wait_exit(&mut refused, &plain);
     assert!(!status.success());
@@ -665,5 +676,25 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
         plain.log().contains("is not a model store"),
         "{}",
         plain.log()
+    );
+
+    // Revocation: a configuration that no longer lists the vendor's key (another key only, or
+    // none) refuses to serve that vendor's installed, active packages.
+    let (_, other) = model_store::keygen(tmp.path(), "other-vendor");
+    let revoked = Spool::new(&store, &[&other], "");
+    let mut refused = revoked.start("");
+    assert!(!wait_exit(&mut refused, &revoked).success());
+    assert!(
+        revoked.log().contains("which is not trusted"),
+        "{}",
+        revoked.log()
+    );
+    let none = Spool::new(&store, &[], "");
+    let mut refused = none.start("");
+    assert!(!wait_exit(&mut refused, &none).success());
+    assert!(
+        none.log().contains("models.trusted_keys is empty"),
+        "{}",
+        none.log()
     );
 }

@@ -67,7 +67,8 @@ pub struct ModelsConfig {
     #[serde(default = "default_device")]
     pub device: String,
     /// Public keys (`.pub` files from `nephrod models keygen`) whose signatures
-    /// `nephrod models verify/install` accept.
+    /// `nephrod models verify/install` accept and `nephrod serve` requires of the active
+    /// packages (at least one key for serve).
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
 }

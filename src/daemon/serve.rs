@@ -422,6 +422,24 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             d.cfg.models.dir.display()
         );
     }
+    // Revoking a vendor key = removing it from the configuration: its packages stop serving
+    // at the next start (and are not switched to while running).
+    if d.cfg.models.trusted_keys.is_empty() {
+        anyhow::bail!(
+            "models.trusted_keys is empty: list the public keys (KEY.pub) of the vendors whose \
+             signed models may serve (README.md, Model store)"
+        );
+    }
+    let trusted = d
+        .cfg
+        .models
+        .trusted_keys
+        .iter()
+        .map(|p| {
+            crate::models::signing::PublicKey::read(p)
+                .with_context(|| format!("models.trusted_keys: {}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (req_tx, req_rx) = std::sync::mpsc::channel::<JobRequest>();
     let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = AnalyzeOptions {
@@ -432,6 +450,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     };
     worker::spawn(
         d.cfg.models.dir.clone(),
+        trusted,
         d.cfg.models.device == "cuda",
         opts,
         req_rx,

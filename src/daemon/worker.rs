@@ -1,7 +1,9 @@
 //! The worker thread: owns the models and the engine backend (opened and verified before the
-//! daemon reports READY; re-opened between studies when the model store's active set changed,
-//! keeping the old models when the new ones do not open) and runs one job at a time: analysis of `work/<job>/input/`, then the
-//! report folder published atomically as `outbox/<job>/`. File moves and the journal stay with
+//! daemon reports READY — files against their manifest, manifest signature against the
+//! configured trusted keys; re-opened, with the same checks, between studies when the model
+//! store's active set changed, keeping the old models when the new ones do not open) and runs
+//! one job at a time: analysis of `work/<job>/input/`, then the report folder published
+//! atomically as `outbox/<job>/`. File moves and the journal stay with
 //! the main loop; the worker only reads inputs and publishes reports.
 
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::sync::mpsc::Receiver;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::select_backend;
+use crate::models::signing::PublicKey;
 use crate::pipeline::{analyze_dir, write_analysis, AnalyzeOptions, ModelSet};
 use crate::report::schema::ModelEntry;
 
@@ -44,6 +47,7 @@ pub enum WorkerMessage {
 /// Starts the worker; it exits when the request channel closes.
 pub fn spawn(
     models_dir: PathBuf,
+    trusted: Vec<PublicKey>,
     prefer_gpu: bool,
     opts: AnalyzeOptions,
     requests: Receiver<JobRequest>,
@@ -51,17 +55,18 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("nephrod-worker".into())
-        .spawn(move || worker(models_dir, prefer_gpu, opts, requests, messages))
+        .spawn(move || worker(models_dir, trusted, prefer_gpu, opts, requests, messages))
 }
 
 fn worker(
     models_dir: PathBuf,
+    trusted: Vec<PublicKey>,
     prefer_gpu: bool,
     opts: AnalyzeOptions,
     requests: Receiver<JobRequest>,
     messages: UnboundedSender<WorkerMessage>,
 ) {
-    let mut models = match ModelSet::open(&models_dir) {
+    let mut models = match ModelSet::open_with_trust(&models_dir, Some(&trusted)) {
         Ok(m) => m,
         Err(e) => {
             let _ = messages.send(WorkerMessage::Ready(Err(e.to_string())));
@@ -73,7 +78,7 @@ fn worker(
     let mut refused_generation = None;
     while let Ok(req) = requests.recv() {
         if let Some(changed) =
-            reload_if_activated(&models_dir, &mut models, &mut refused_generation)
+            reload_if_activated(&models_dir, &trusted, &mut models, &mut refused_generation)
         {
             if messages
                 .send(WorkerMessage::ModelsChanged(changed))
@@ -127,6 +132,7 @@ fn worker(
 /// models keep serving.
 fn reload_if_activated(
     models_dir: &std::path::Path,
+    trusted: &[PublicKey],
     models: &mut ModelSet,
     refused_generation: &mut Option<u64>,
 ) -> Option<Vec<ModelEntry>> {
@@ -141,7 +147,7 @@ fn reload_if_activated(
     if state.generation == current || *refused_generation == Some(state.generation) {
         return None;
     }
-    match ModelSet::open(models_dir) {
+    match ModelSet::open_with_trust(models_dir, Some(trusted)) {
         Ok(new) => {
             *models = new;
             Some(models.entries())

@@ -4,8 +4,11 @@
 //! Two sources:
 //! * a model store ([`crate::models::store`], what the appliance runs): the active
 //!   segmentation model (required) and classifier (optional) named by `active.json`; their
-//!   files are re-checked against the signed manifest.toml before loading, and a report names
-//!   each by package name, version and manifest.toml SHA-256;
+//!   files are re-checked against the signed manifest.toml before loading and, when the
+//!   caller passes trusted keys (the daemon: `models.trusted_keys` of its configuration), the
+//!   signature is re-verified too, so removing a vendor key from the configuration stops its
+//!   packages from serving at the next start; a report names each by package name, version
+//!   and manifest.toml SHA-256;
 //! * a development models folder (`--models DIR` of `analyze`/`demo`, e.g. the source tree's
 //!   `models/`): the bundles [`SEG_BUNDLE`] and optionally [`CLS_BUNDLE`], named by their
 //!   manifest.toml when they have one (else folder name and import time) and the SHA-256 of
@@ -19,6 +22,8 @@ use std::path::{Path, PathBuf};
 use crate::classify::bundle::{ClassifierBundle, ClassifierBundleError};
 use crate::models::bundle::{Bundle, BundleError};
 use crate::models::loaded::Role;
+use crate::models::package::verify_package;
+use crate::models::signing::PublicKey;
 use crate::models::store::{Store, StoreError};
 use crate::report::schema::ModelEntry;
 
@@ -117,23 +122,42 @@ impl ModelSet {
     /// folder (see the module doc). A missing or broken segmentation model is an error; a
     /// missing classifier is not (see [`ModelSet::classifier_missing`]), a broken one is.
     pub fn open(models_dir: &Path) -> Result<Self, ModelsError> {
+        Self::open_with_trust(models_dir, None)
+    }
+
+    /// [`ModelSet::open`]; with `trusted` keys, a store's active packages must also carry a
+    /// valid signature by one of them (a development folder is opened as by `open`).
+    pub fn open_with_trust(
+        models_dir: &Path,
+        trusted: Option<&[PublicKey]>,
+    ) -> Result<Self, ModelsError> {
         if Store::exists(models_dir) {
-            Self::open_store(models_dir)
+            Self::open_store(models_dir, trusted)
         } else {
             Self::open_folder(models_dir)
         }
     }
 
-    fn open_store(root: &Path) -> Result<Self, ModelsError> {
+    fn open_store(root: &Path, trusted: Option<&[PublicKey]>) -> Result<Self, ModelsError> {
         let store = Store::new(root);
         let state = store.state().map_err(ModelsError::store)?;
         let package = |role: Role| -> Result<Option<(PathBuf, ModelEntry)>, ModelsError> {
             let Some(a) = state.active.get(&role) else {
                 return Ok(None);
             };
-            let (_, sha) = store
-                .check_installed(&a.name, &a.version)
-                .map_err(ModelsError::store)?;
+            let sha = match trusted {
+                None => {
+                    store
+                        .check_installed(&a.name, &a.version)
+                        .map_err(ModelsError::store)?
+                        .1
+                }
+                Some(keys) => {
+                    verify_package(&store.package_dir(&a.name, &a.version), keys)
+                        .map_err(|e| ModelsError::Store(format!("{}: {e}", a.id())))?
+                        .manifest_sha256
+                }
+            };
             if sha != a.manifest_sha256 {
                 return Err(ModelsError::Store(format!(
                     "{}: manifest.toml changed since activation (SHA-256 {sha}, activated {})",
