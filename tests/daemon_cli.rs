@@ -668,33 +668,22 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
     assert!(status.success(), "{}", spool.log());
 
     // A plain (development) models folder is refused at start-up.
-    let plain = Spool::new(&bundle.parent().unwrap().join("nowhere"), &[&public], "");
-    let mut refused = plain.start("");
-    let status = wait_exit(&mut refused, &plain);
-    assert!(!status.success());
-    assert!(
-        plain.log().contains("is not a model store"),
-        "{}",
-        plain.log()
+    let nowhere = bundle.parent().unwrap().join("nowhere");
+    assert_refuses_to_start(
+        &Spool::new(&nowhere, &[&public], ""),
+        "is not a model store",
     );
 
     // Revocation: a configuration that no longer lists the vendor's key (another key only, or
     // none) refuses to serve that vendor's installed, active packages.
     let (_, other) = model_store::keygen(tmp.path(), "other-vendor");
-    let revoked = Spool::new(&store, &[&other], "");
-    let mut refused = revoked.start("");
-    assert!(!wait_exit(&mut refused, &revoked).success());
-    assert!(
-        revoked.log().contains("which is not trusted"),
-        "{}",
-        revoked.log()
-    );
-    let none = Spool::new(&store, &[], "");
-    let mut refused = none.start("");
-    assert!(!wait_exit(&mut refused, &none).success());
-    assert!(
-        none.log().contains("models.trusted_keys is empty"),
-        "{}",
-        none.log()
-    );
+    assert_refuses_to_start(&Spool::new(&store, &[&other], ""), "which is not trusted");
+    assert_refuses_to_start(&Spool::new(&store, &[], ""), "models.trusted_keys is empty");
+}
+
+/// The daemon of `spool` exits unsuccessfully at start-up, logging `why`.
+fn assert_refuses_to_start(spool: &Spool, why: &str) {
+    let mut daemon = spool.start("");
+    assert!(!wait_exit(&mut daemon, spool).success(), "{}", spool.log());
+    assert!(spool.log().contains(why), "{}", spool.log());
 }
