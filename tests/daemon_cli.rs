@@ -228,6 +228,11 @@ impl Spool {
     /// Every input is in exactly one place: archived (at its relative path under its job),
     /// quarantined, or still in the drop / work folders.
     fn assert_accounted(&self, inputs: &[Vec<Input>]) {
+        self.assert_accounted_with(inputs, 0)
+    }
+
+    /// [`Spool::assert_accounted`] when `extra` files not in `inputs` were dropped too.
+    fn assert_accounted_with(&self, inputs: &[Vec<Input>], extra: usize) {
         let names = |dir: &Path| -> Vec<String> {
             walk(dir)
                 .iter()
@@ -245,7 +250,7 @@ impl Spool {
                     .filter(|p| p.contains("/input/")),
             )
             .collect();
-        let total: usize = inputs.iter().map(Vec::len).sum();
+        let total: usize = inputs.iter().map(Vec::len).sum::<usize>() + extra;
         for f in inputs.iter().flatten() {
             let places = archive
                 .iter()
@@ -442,9 +447,19 @@ fn corrupt_files_are_quarantined_with_a_reason_and_others_proceed() {
     ]);
     let spool = Spool::new(&models, &[&public], "");
     drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
+    // A file whose name is not UTF-8 (cannot be journalled): quarantined too.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = spool
+            .dir("drop")
+            .join("sender-z")
+            .join(std::ffi::OsStr::from_bytes(b"IM\xff1.dcm"));
+        std::fs::create_dir_all(odd.parent().unwrap()).unwrap();
+        std::fs::write(&odd, &inputs[0][0].bytes).unwrap();
+    }
     let mut d = spool.start("");
     spool.wait_for(
-        "two reports and two quarantined files",
+        "two reports and three quarantined files",
         Duration::from_secs(180),
         |s| s.reports().len() == 2 && walk(&s.dir("drop")).is_empty(),
     );
@@ -455,12 +470,15 @@ fn corrupt_files_are_quarantined_with_a_reason_and_others_proceed() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    let mut not_utf8 = 0;
     for e in &entries {
         let reason = std::fs::read_to_string(e.join("reason.txt")).unwrap();
         assert!(reason.contains("reason: ") && reason.len() > 20, "{reason}");
+        not_utf8 += usize::from(reason.contains("not valid UTF-8"));
     }
-    spool.assert_accounted(&inputs);
+    assert_eq!(not_utf8, 1);
+    spool.assert_accounted_with(&inputs, 1);
 }
 
 #[test]

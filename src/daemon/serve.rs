@@ -223,8 +223,8 @@ impl Daemon {
         Ok(())
     }
 
-    fn quarantine_file(&mut self, rel: &str, reason: &str) -> anyhow::Result<()> {
-        let digest: String = Sha256::digest(rel.as_bytes())
+    fn quarantine_file(&mut self, rel: &Path, reason: &str) -> anyhow::Result<()> {
+        let digest: String = Sha256::digest(rel.as_os_str().as_encoded_bytes())
             .iter()
             .take(6)
             .map(|b| format!("{b:02x}"))
@@ -232,9 +232,9 @@ impl Daemon {
         let entry = format!("file-{}-{digest}", unix_ms());
         let dir = self.cfg.spool.quarantine.join(&entry);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let text = format!("file: {rel}\nreason: {reason}\n");
+        let text = format!("file: {}\nreason: {reason}\n", rel.display());
         write_atomic(&dir.join(REASON_FILE), text.as_bytes())?;
-        let name = Path::new(rel)
+        let name = rel
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_else(|| "file".into());
@@ -246,7 +246,7 @@ impl Daemon {
             reason: reason.to_string(),
             files: 1,
         })?;
-        self.drop.forget(&[rel.to_string()]);
+        self.drop.forget_path(rel);
         prune_empty_dirs(&self.cfg.spool.drop);
         tracing::warn!(%entry, "unreadable file quarantined");
         Ok(())

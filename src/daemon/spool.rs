@@ -13,7 +13,10 @@
 //!   once unchanged for `unreadable_after_secs`;
 //! * a study is ready when none of its files changed for `quiet_secs`, no unreadable file
 //!   changed within `quiet_secs` (it may still become part of the study), and it has
-//!   `min_series` series — or its last change is `incomplete_after_secs` old.
+//!   `min_series` series — or its last change is `incomplete_after_secs` old;
+//! * a file whose relative path is not UTF-8 cannot be named in the journal or a report: it
+//!   never joins a study and is quarantined, with that reason, once unchanged for
+//!   `unreadable_after_secs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -71,14 +74,21 @@ pub struct ReadyStudy {
 /// A file to quarantine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unreadable {
-    pub file: String,
+    /// Relative to the drop folder (not necessarily UTF-8).
+    pub file: PathBuf,
     pub reason: String,
 }
+
+/// Why a file with a non-UTF-8 path is quarantined.
+pub const NOT_UTF8_REASON: &str = "the file's path is not valid UTF-8, so it cannot be \
+     tracked in the journal or named in a report; rename it (UTF-8) and drop it again";
 
 /// The daemon's view of the drop folder.
 pub struct DropFolder {
     root: PathBuf,
     files: BTreeMap<String, FileState>,
+    /// Files whose relative path is not UTF-8: when each last changed.
+    not_utf8: BTreeMap<PathBuf, (Stamp, Instant)>,
 }
 
 fn stamp(meta: &std::fs::Metadata) -> Stamp {
@@ -111,6 +121,7 @@ impl DropFolder {
         DropFolder {
             root: root.to_path_buf(),
             files: BTreeMap::new(),
+            not_utf8: BTreeMap::new(),
         }
     }
 
@@ -120,16 +131,17 @@ impl DropFolder {
 
     /// Files currently tracked (relative paths).
     pub fn len(&self) -> usize {
-        self.files.len()
+        self.files.len() + self.not_utf8.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.len() == 0
     }
 
     /// Rescans the folder (see the module doc); returns how many files are tracked.
     pub fn rescan(&mut self, now: Instant) -> usize {
         let mut seen = BTreeSet::new();
+        let mut seen_not_utf8 = BTreeSet::new();
         for entry in walkdir::WalkDir::new(&self.root)
             .follow_links(false)
             .into_iter()
@@ -145,15 +157,22 @@ impl DropFolder {
             let Ok(rel) = entry.path().strip_prefix(&self.root) else {
                 continue;
             };
-            let Some(rel) = rel.to_str().map(str::to_string) else {
-                // Not UTF-8: tracked under a lossy name would break moves; leave it for the
-                // operator (it never blocks a study).
-                continue;
-            };
             let Ok(meta) = entry.metadata() else {
                 continue;
             };
             let st = stamp(&meta);
+            let Some(rel) = rel.to_str().map(str::to_string) else {
+                // Not UTF-8: quarantined once quiet (see the module doc).
+                let rel = rel.to_path_buf();
+                match self.not_utf8.get_mut(&rel) {
+                    Some((old, _)) if *old == st => {}
+                    _ => {
+                        self.not_utf8.insert(rel.clone(), (st, now));
+                    }
+                }
+                seen_not_utf8.insert(rel);
+                continue;
+            };
             seen.insert(rel.clone());
             match self.files.get_mut(&rel) {
                 Some(f) if f.stamp == st => {
@@ -179,13 +198,23 @@ impl DropFolder {
             }
         }
         self.files.retain(|k, _| seen.contains(k));
-        self.files.len()
+        self.not_utf8.retain(|k, _| seen_not_utf8.contains(k));
+        self.files.len() + self.not_utf8.len()
     }
 
     /// Stops tracking `files` (claimed or quarantined).
     pub fn forget(&mut self, files: &[String]) {
         for f in files {
             self.files.remove(f);
+        }
+    }
+
+    /// Stops tracking one file (quarantined), whatever its name.
+    pub fn forget_path(&mut self, file: &Path) {
+        if let Some(f) = file.to_str() {
+            self.files.remove(f);
+        } else {
+            self.not_utf8.remove(file);
         }
     }
 
@@ -215,13 +244,21 @@ impl DropFolder {
                 Header::Unreadable(reason) => {
                     if age >= cfg.unreadable_after_secs {
                         unreadable.push(Unreadable {
-                            file: rel.clone(),
+                            file: PathBuf::from(rel),
                             reason: reason.clone(),
                         });
                     } else if age < cfg.quiet_secs {
                         blocking_unknown = true;
                     }
                 }
+            }
+        }
+        for (rel, (_, changed_at)) in &self.not_utf8 {
+            if secs(*changed_at) >= cfg.unreadable_after_secs {
+                unreadable.push(Unreadable {
+                    file: rel.clone(),
+                    reason: NOT_UTF8_REASON.into(),
+                });
             }
         }
         let mut ready = Vec::new();
@@ -320,8 +357,48 @@ mod tests {
         assert!(ready.is_empty() && bad.is_empty());
         let (_, bad) = d.ready(&cfg, t0 + Duration::from_secs(21));
         assert_eq!(bad.len(), 1);
-        assert_eq!(bad[0].file, "notes.txt");
+        assert_eq!(bad[0].file, Path::new("notes.txt"));
         assert!(!bad[0].reason.is_empty());
+    }
+
+    #[test]
+    fn files_with_non_utf8_paths_go_to_quarantine_once_quiet() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"IM\xff0001.dcm");
+        std::fs::create_dir(dir.path().join("sender")).unwrap();
+        let odd_dir = std::ffi::OsStr::from_bytes(b"s\xfe");
+        std::fs::create_dir(dir.path().join(odd_dir)).unwrap();
+        std::fs::write(dir.path().join("sender").join(odd), "x").unwrap();
+        std::fs::write(dir.path().join(odd_dir).join("IM2.dcm"), "y").unwrap();
+        let cfg = StudyConfig {
+            quiet_secs: 5.0,
+            unreadable_after_secs: 20.0,
+            ..StudyConfig::default()
+        };
+        let mut d = DropFolder::new(dir.path());
+        let t0 = Instant::now();
+        assert_eq!(d.rescan(t0), 2);
+        let (_, bad) = d.ready(&cfg, t0 + Duration::from_secs(19));
+        assert!(bad.is_empty());
+        // A change restarts the wait.
+        std::fs::write(dir.path().join("sender").join(odd), "xx").unwrap();
+        d.rescan(t0 + Duration::from_secs(10));
+        let (_, bad) = d.ready(&cfg, t0 + Duration::from_secs(21));
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].file, Path::new(odd_dir).join("IM2.dcm"));
+        let (_, bad) = d.ready(&cfg, t0 + Duration::from_secs(31));
+        let mut files: Vec<PathBuf> = bad.iter().map(|b| b.file.clone()).collect();
+        files.sort();
+        let mut want = vec![
+            Path::new("sender").join(odd),
+            Path::new(odd_dir).join("IM2.dcm"),
+        ];
+        want.sort();
+        assert_eq!(files, want);
+        assert!(bad.iter().all(|b| b.reason == NOT_UTF8_REASON));
+        d.forget_path(&want[0]);
+        assert_eq!(d.len(), 1);
     }
 
     #[test]
