@@ -194,6 +194,31 @@ fn only_intact_packages_signed_by_a_trusted_key_are_accepted() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("self-check passed"));
     assert_eq!(active_segmentation(&store), "kidney-seg-test@1");
+
+    // `list --check` with keys checks signatures too: trusting only the other key (the
+    // vendor's key revoked), the active package is flagged and the exit status says so.
+    let list_trusting = |k: &Path| {
+        nephrod()
+            .args(["models", "list", "--check", "--store"])
+            .arg(&store)
+            .arg("--trust")
+            .arg(k)
+            .output()
+            .unwrap()
+    };
+    let o = list_trusting(&public);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("signed by trusted key"), "{text}");
+    assert!(text.contains("NOT TRUSTED:"), "{text}"); // kidney-seg-other@1, not active
+    let o = list_trusting(&other_public);
+    assert!(!o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("NOT TRUSTED (active: nephrod serve will refuse to start)"),
+        "{text}"
+    );
+    assert!(stderr(&o).contains("1 active package(s) not signed by a trusted key"));
 }
 
 #[test]

@@ -327,8 +327,11 @@ pub enum ModelsCommand {
     List {
         #[command(flatten)]
         store: model_store::StoreArgs,
-        /// Re-check every installed package's files against its manifest.toml (SHA-256); the
-        /// exit status is non-zero when one is damaged.
+        #[command(flatten)]
+        trust: model_store::TrustArgs,
+        /// Re-check every installed package's files against its manifest.toml (SHA-256) and,
+        /// when trusted keys are known (configuration or --trust), its signature; the exit
+        /// status is non-zero when one is damaged or an active one's signer is not trusted.
         #[arg(long)]
         check: bool,
     },
@@ -658,8 +661,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Models {
-            what: ModelsCommand::List { store, check },
-        } => model_store::run_list(&store, check),
+            what:
+                ModelsCommand::List {
+                    store,
+                    trust,
+                    check,
+                },
+        } => model_store::run_list(&store, &trust, check),
         Command::Models {
             what:
                 ModelsCommand::Install {

@@ -182,8 +182,13 @@ pub fn run_remove(id: &str, store: &StoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_list(store: &StoreArgs, check: bool) -> anyhow::Result<ExitCode> {
-    let (st, _) = store_of(store)?;
+pub fn run_list(store: &StoreArgs, trust: &TrustArgs, check: bool) -> anyhow::Result<ExitCode> {
+    let (st, cfg) = store_of(store)?;
+    let keys = if check {
+        trusted_keys(trust, cfg.as_ref())?
+    } else {
+        Vec::new()
+    };
     let listed = st.list()?;
     if listed.is_empty() {
         println!("no models installed in {}", st.root.display());
@@ -193,7 +198,7 @@ pub fn run_list(store: &StoreArgs, check: bool) -> anyhow::Result<ExitCode> {
         "{:<36} {:<15} {:<9} {:<21} TRAINING",
         "NAME@VERSION", "ROLE", "STATUS", "CREATED"
     );
-    let mut damaged = 0;
+    let (mut damaged, mut untrusted) = (0, 0);
     for l in &listed {
         let id = format!("{}@{}", l.name, l.version);
         let status = match (l.active, l.rollback_target) {
@@ -210,20 +215,51 @@ pub fn run_list(store: &StoreArgs, check: bool) -> anyhow::Result<ExitCode> {
             ),
             None => println!("{id:<36} {:<15} {status:<9} (manifest unreadable)", "?"),
         }
-        if check {
-            match st.check_installed(&l.name, &l.version) {
-                Ok((_, sha)) => {
-                    println!("    intact: every file matches manifest.toml (SHA-256 {sha})")
-                }
-                Err(e) => {
-                    damaged += 1;
-                    println!("    DAMAGED: {e}");
-                }
+        if !check {
+            continue;
+        }
+        match st.check_installed(&l.name, &l.version) {
+            Ok((_, sha)) => {
+                println!("    intact: every file matches manifest.toml (SHA-256 {sha})")
+            }
+            Err(e) => {
+                damaged += 1;
+                println!("    DAMAGED: {e}");
+                continue;
+            }
+        }
+        if keys.is_empty() {
+            continue;
+        }
+        match verify_package(&st.package_dir(&l.name, &l.version), &keys) {
+            Ok(v) => println!("    signed by trusted key {}", v.key_id),
+            Err(e) => {
+                // Revoked (or never configured) signer: `nephrod serve` refuses it.
+                untrusted += usize::from(l.active);
+                println!(
+                    "    NOT TRUSTED{}: {e}",
+                    if l.active {
+                        " (active: nephrod serve will refuse to start)"
+                    } else {
+                        ""
+                    }
+                );
             }
         }
     }
-    if damaged > 0 {
-        anyhow::bail!("{damaged} installed package(s) damaged");
+    if check && keys.is_empty() {
+        println!("(signatures not checked: no trusted keys in the configuration or --trust)");
+    }
+    let problems: Vec<String> = [
+        (damaged, "installed package(s) damaged"),
+        (untrusted, "active package(s) not signed by a trusted key"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
