@@ -2,7 +2,7 @@
 //! activate|rollback|remove|list`):
 //! * a package signed by a trusted key verifies and installs; unsigned, untrusted, forged,
 //!   altered, truncated or padded packages are refused with a message naming the fault, and the
-//!   active model is untouched;
+//!   active model is untouched — each as a folder and as a `.tar` archive;
 //! * install → activate → rollback → remove keep the rollback target and refuse to delete
 //!   what is in use; versions are immutable;
 //! * kill -9 (crash failpoints, and real SIGKILLs at spread-out times) at every step of install,
@@ -41,6 +41,13 @@ fn list(store: &Path) -> String {
             .arg(store),
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Writes `dir` as one tar archive whose single top-level folder is the package.
+fn tar_dir(dir: &Path, out: &Path) {
+    let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
+    b.append_dir_all("package-folder", dir).unwrap();
+    b.finish().unwrap();
 }
 
 /// Names in the store root and packages/ that an interrupted command left.
@@ -149,10 +156,22 @@ fn only_intact_packages_signed_by_a_trusted_key_are_accepted() {
             "self_check.json is listed in the manifest but missing",
         ),
     ];
-    for (i, (what, damage, trust, message)) in cases.iter().enumerate() {
-        let pkg = root.join(format!("damaged-{i}"));
-        copy_dir(&good, &pkg);
-        damage(&pkg);
+    // Each variant as a folder and as one .tar of that folder.
+    let variants = cases
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (what, damage, trust, message))| {
+            let pkg = root.join(format!("damaged-{i}"));
+            copy_dir(&good, &pkg);
+            damage(&pkg);
+            let archive = root.join(format!("damaged-{i}.tar"));
+            tar_dir(&pkg, &archive);
+            [
+                (what.to_string(), pkg, trust, message),
+                (format!("{what} (archive)"), archive, trust, message),
+            ]
+        });
+    for (what, pkg, trust, message) in variants {
         let trusted: Vec<&Path> = if trust.as_os_str().is_empty() {
             Vec::new()
         } else {
@@ -181,6 +200,23 @@ fn only_intact_packages_signed_by_a_trusted_key_are_accepted() {
     }
     assert!(leftovers(&store).is_empty());
     assert!(list(&store).contains("kidney-seg-test@1"));
+
+    // The intact package as one archive verifies, installs and activates like its folder.
+    let archive = root.join("kidney-seg-test-2.tar");
+    tar_dir(&good, &archive);
+    let o = verify(&archive, &[&public]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = install(&store, &archive, &public, true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("self-check passed"));
+    assert_eq!(active_segmentation(&store), "kidney-seg-test@2");
+    assert!(leftovers(&store).is_empty());
+    run_ok(
+        nephrod()
+            .args(["models", "rollback", "--store"])
+            .arg(&store),
+    );
+    assert_eq!(active_segmentation(&store), "kidney-seg-test@1");
 
     // A package signed by the other key installs when that key is trusted.
     let theirs = signed_copy(

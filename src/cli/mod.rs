@@ -308,8 +308,9 @@ pub enum ModelsCommand {
         #[arg(long)]
         no_postprocessing: bool,
     },
-    /// Check a package: signature by a trusted key, every file's SHA-256 against the signed
-    /// manifest.toml, and that the model loads. Refuses unsigned bundles unless --unsigned.
+    /// Check a package (a folder, or one .tar of it): signature by a trusted key, every file's
+    /// SHA-256 against the signed manifest.toml, and that the model loads. Refuses unsigned
+    /// bundles unless --unsigned.
     Verify {
         bundle: PathBuf,
         /// Configuration whose models.trusted_keys to trust (default:
@@ -335,8 +336,9 @@ pub enum ModelsCommand {
         #[arg(long)]
         check: bool,
     },
-    /// Verify a signed package, copy it into the store, verify the copy, load it and run the
-    /// self-check on the built-in phantom. The active models are unchanged unless --activate.
+    /// Verify a signed package (a folder, or one .tar of it), copy it into the store, verify the
+    /// copy, load it and run the self-check on the built-in phantom. The active models are
+    /// unchanged unless --activate.
     Install {
         bundle: PathBuf,
         #[command(flatten)]

@@ -13,6 +13,7 @@ use clap::Args;
 
 use crate::daemon::config::Config;
 use crate::engine::select_backend;
+use crate::models::archive::{is_archive, Unpacked};
 use crate::models::package::{sign_package, verify_package, SignRequest};
 use crate::models::signing::{PublicKey, SecretKey};
 use crate::models::store::{parse_id, Store, StoreState};
@@ -79,8 +80,22 @@ pub fn run_verify(
 ) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config)?;
     let keys = trusted_keys(trust, cfg.as_ref())?;
-    let pkg = verify_package(bundle, &keys).context("refused")?;
-    crate::models::loaded::LoadedModel::open(bundle)
+    // An archive is unpacked into a private temporary folder ($TMPDIR), removed on return.
+    let unpacked = if is_archive(bundle) {
+        let dir = std::env::temp_dir().join(format!(
+            "nephrod-verify-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        Some(Unpacked::new(bundle, dir).context("refused")?)
+    } else {
+        None
+    };
+    let dir = unpacked.as_ref().map_or(bundle, |u| u.package.as_path());
+    let pkg = verify_package(dir, &keys).context("refused")?;
+    crate::models::loaded::LoadedModel::open(dir)
         .map_err(|e| anyhow::anyhow!("refused: the model does not load: {}", e.0))?;
     let m = &pkg.manifest;
     println!(

@@ -7,10 +7,12 @@
 //! * [`bundle`] — the bundle layout, manifest, writing and verified loading.
 //! * [`loaded`] — a model folder of either kind, opened by its own loader.
 //! * [`signing`] — Ed25519 keys and manifest signatures.
+//! * [`archive`] — a package shipped as one `.tar`, unpacked safely before verification.
 //! * [`package`] — signed packages: manifest.toml over every file's SHA-256, verification.
 //! * [`self_check`] — the install-time run on the built-in phantom against the vendor's record.
 //! * [`store`] — installed packages, the active set, activation/rollback/removal.
 
+pub mod archive;
 pub mod bundle;
 pub mod loaded;
 pub mod nnunet;

@@ -170,6 +170,8 @@ pub enum StoreError {
     State { path: PathBuf, message: String },
     #[error("refused: {0}")]
     Package(#[from] PackageError),
+    #[error("refused: {0}")]
+    Archive(#[from] crate::models::archive::ArchiveError),
     #[error("{id} is already installed with different content (versions are immutable: sign the new model with a new version)")]
     VersionConflict { id: String },
     #[error("{id} is not installed (see nephrod models list)")]
@@ -349,7 +351,8 @@ impl Store {
         failpoint::hit("store.state.after_rename").map_err(io(&path))
     }
 
-    /// Verifies `source` (signature by one of `trusted`, hashes), copies it into the store,
+    /// Verifies `source` (a package folder or `.tar` archive, see [`crate::models::archive`];
+    /// signature by one of `trusted`, hashes), copies it into the store,
     /// verifies the copy, loads it and runs its self-check with `backend`, then makes it
     /// appear under `packages/` in one rename. Nothing is activated.
     pub fn install(
@@ -359,6 +362,15 @@ impl Store {
         backend: &dyn Backend,
     ) -> Result<Installed, StoreError> {
         let _lock = self.lock()?;
+        // An archive is unpacked into the store's staging area first (removed on return; a
+        // kill leaves a staging folder the next command removes).
+        let unpacked = if crate::models::archive::is_archive(source) {
+            let dir = fsio::temp_sibling(&self.root.join("unpack"));
+            Some(crate::models::archive::Unpacked::new(source, dir)?)
+        } else {
+            None
+        };
+        let source = unpacked.as_ref().map_or(source, |u| u.package.as_path());
         let pkg = verify_package(source, trusted)?;
         let m = &pkg.manifest;
         let dest = self.package_dir(&m.name, &m.version);
