@@ -1,6 +1,7 @@
 //! `nephrod serve` with the real binary on a temporary spool: studies written slowly and
 //! interleaved become one report each; kill -9 (real, and crash failpoints between every two
-//! steps of a claim and a publication) never loses, duplicates or half-writes anything; corrupt
+//! steps of a claim and a publication) never loses, duplicates or half-writes anything; a full
+//! disk in the middle of a claim or a journal line is completed without a restart; corrupt
 //! files go to quarantine with a reason while the other studies proceed; a full disk
 //! (failpoint) leaves no partial report and the study is retried; a model activated while the
 //! daemon runs serves from the next study on, named in its report, and a daemon refuses to
@@ -508,6 +509,45 @@ fn a_full_disk_leaves_no_partial_report_and_the_study_is_retried() {
         "{journal}"
     );
     assert!(journal.contains("No space left on device"));
+    spool.assert_accounted(&inputs);
+}
+
+#[test]
+fn a_full_disk_during_a_claim_is_completed_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (models, public) = fast_models(tmp.path());
+    let (inputs, uids) = studies(tmp.path(), 1, 59);
+    let spool = Spool::new(&models, &[&public], "");
+    drop_interleaved(&spool.dir("drop"), &inputs, Duration::ZERO);
+    // The first journal line is cut half-way by a full disk (the claim is retried), then the
+    // retried claim's `claimed` line fails twice after its files moved.
+    let mut d = spool.start("journal.append.torn=enospc:1,claim.before_claimed=enospc:2");
+    spool.wait_for("the report", Duration::from_secs(180), |s| {
+        s.reports().len() == 1 && walk(&s.dir("archive")).len() == inputs[0].len()
+    });
+    assert!(stop(&mut d).success(), "{}", spool.log());
+    assert_eq!(spool.report_uids(), uids);
+    assert!(
+        spool.log().contains("interrupted claim completed"),
+        "{}",
+        spool.log()
+    );
+    // The torn fragment is a line of its own; every other line reads, and the one job went
+    // claim → claimed → published → retained.
+    let journal = std::fs::read_to_string(spool.dir("work").join("journal.jsonl")).unwrap();
+    let lines: Vec<&str> = journal.lines().filter(|l| !l.is_empty()).collect();
+    let events: Vec<String> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(lines.len() - events.len(), 1, "{journal}");
+    assert_eq!(
+        events,
+        ["claim", "claimed", "published", "retained"],
+        "{journal}"
+    );
+    assert!(walk(&spool.dir("quarantine")).is_empty());
     spool.assert_accounted(&inputs);
 }
 

@@ -12,7 +12,9 @@
 //!
 //! The journal lists the relative paths of input files, which a sender may have named after
 //! the patient: it stays in the work folder (mode 0700) like the images, and is never logged.
-//! A torn last line (a crash mid-append, never acted on) is ignored on replay.
+//! A torn line (a crash or a full disk mid-append; the step it announced was never taken) is
+//! ignored on replay; after a failed append the next one starts on a new line, so the daemon
+//! keeps journalling without a restart once the disk has room again.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -109,6 +111,9 @@ pub enum JournalError {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// The last append failed and may have left part of a line: the next one starts with a
+    /// newline so that it is a line of its own (the fragment is skipped on replay).
+    torn: bool,
 }
 
 impl Journal {
@@ -125,6 +130,9 @@ impl Journal {
             let reader = BufReader::new(File::open(&path).map_err(io)?);
             for (n, line) in reader.lines().enumerate() {
                 let line = line.map_err(io)?;
+                if line.is_empty() {
+                    continue;
+                }
                 let Ok(parsed) = serde_json::from_str::<Line>(&line) else {
                     tracing::warn!(
                         line = n + 1,
@@ -150,7 +158,14 @@ impl Journal {
                 .and_then(|()| file.sync_data())
                 .map_err(io)?;
         }
-        Ok((Journal { path, file }, jobs))
+        Ok((
+            Journal {
+                path,
+                file,
+                torn: false,
+            },
+            jobs,
+        ))
     }
 
     /// Appends `event` and `fsync`s it (see the module doc).
@@ -159,19 +174,24 @@ impl Journal {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut text =
-            serde_json::to_string(&Line { time, event }).map_err(|e| JournalError::Io {
-                path: self.path.clone(),
-                source: std::io::Error::other(e),
-            })?;
+        let mut text = String::from(if self.torn { "\n" } else { "" });
+        text += &serde_json::to_string(&Line { time, event }).map_err(|e| JournalError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
         text.push('\n');
-        self.file
-            .write_all(text.as_bytes())
-            .and_then(|()| self.file.sync_data())
-            .map_err(|source| JournalError::Io {
-                path: self.path.clone(),
-                source,
-            })
+        let (head, tail) = text.as_bytes().split_at(text.len() / 2);
+        let written = self
+            .file
+            .write_all(head)
+            .and_then(|()| crate::failpoint::hit("journal.append.torn"))
+            .and_then(|()| self.file.write_all(tail))
+            .and_then(|()| self.file.sync_data());
+        self.torn = written.is_err();
+        written.map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 

@@ -53,6 +53,9 @@ struct Daemon {
     attempts: std::collections::BTreeMap<String, u32>,
     running: Option<String>,
     processed: u64,
+    /// A claim journalled as intended whose moves or `claimed` line failed (a full disk): it
+    /// is completed at the next scan, before any new claim (at most one at a time).
+    unfinished_claim: Option<(String, ReadyStudy)>,
 }
 
 fn unix_ms() -> u128 {
@@ -152,8 +155,8 @@ impl Daemon {
 
     /// Scans the drop folder, quarantines unreadable files and claims ready studies while the
     /// queue has room. Nothing a file in the drop folder does stops the daemon: a failed
-    /// quarantine or claim is logged and tried again at the next scan (a half-done claim is
-    /// completed by the journal at the next start).
+    /// quarantine or claim is logged and tried again at the next scan (a claim journalled but
+    /// not finished is completed first, before any new claim).
     fn scan(&mut self) {
         let now = Instant::now();
         while let Some((due, _)) = self.retries.front() {
@@ -164,6 +167,15 @@ impl Daemon {
                 let _ = self.queue.push_back(job);
             }
         }
+        if let Some((job, study)) = self.unfinished_claim.take() {
+            match self.finish_claim(&job, &study) {
+                Ok(()) => tracing::info!(%job, "interrupted claim completed"),
+                Err(e) => {
+                    tracing::error!(%job, error = %e, "claim still cannot be completed; next scan retries");
+                    self.unfinished_claim = Some((job, study));
+                }
+            }
+        }
         self.drop.rescan(now);
         let (ready, unreadable) = self.drop.ready(&self.cfg.study, now);
         for u in unreadable {
@@ -172,7 +184,10 @@ impl Daemon {
             }
         }
         for study in ready {
-            if self.queue.len() >= self.cfg.service.queue_capacity {
+            // A half-done claim's files may still be in the drop folder: no new claim first.
+            if self.unfinished_claim.is_some()
+                || self.queue.len() >= self.cfg.service.queue_capacity
+            {
                 break;
             }
             let hash = uid_hash(&study.study_uid);
@@ -187,14 +202,25 @@ impl Daemon {
         while self.job_dir(&job).exists() || self.cfg.spool.outbox.join(&job).exists() {
             job.push('x');
         }
-        let hash = uid_hash(&study.study_uid);
         self.journal.append(Event::Claim {
             job: job.clone(),
-            study_hash: hash.clone(),
+            study_hash: uid_hash(&study.study_uid),
             files: study.files.clone(),
         })?;
+        // Journalled: from here on the claim is finished now or at the next scan.
+        if let Err(e) = self.finish_claim(&job, &study) {
+            self.unfinished_claim = Some((job, study));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Moves a journalled claim's files into `work/<job>/input/` (idempotent), journals
+    /// `claimed` and queues the job.
+    fn finish_claim(&mut self, job: &str, study: &ReadyStudy) -> anyhow::Result<()> {
+        let hash = uid_hash(&study.study_uid);
         failpoint::hit("claim.after_intent")?;
-        let input = self.input_dir(&job);
+        let input = self.input_dir(job);
         std::fs::create_dir_all(&input).with_context(|| format!("creating {}", input.display()))?;
         let mut moved = 0usize;
         for f in &study.files {
@@ -207,7 +233,10 @@ impl Daemon {
             failpoint::hit("claim.mid_move")?;
         }
         prune_empty_dirs(&self.cfg.spool.drop);
-        self.journal.append(Event::Claimed { job: job.clone() })?;
+        failpoint::hit("claim.before_claimed")?;
+        self.journal.append(Event::Claimed {
+            job: job.to_string(),
+        })?;
         self.drop.forget(&study.files);
         tracing::info!(
             %job,
@@ -217,7 +246,7 @@ impl Daemon {
             incomplete = study.incomplete,
             "study claimed"
         );
-        if self.queue.push_back(job).is_err() {
+        if self.queue.push_back(job.to_string()).is_err() {
             anyhow::bail!("job queue overflow");
         }
         Ok(())
@@ -410,6 +439,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         attempts: Default::default(),
         running: None,
         processed: 0,
+        unfinished_claim: None,
     };
     d.recover(jobs)?;
 
