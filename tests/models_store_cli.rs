@@ -390,6 +390,27 @@ fn kill_9_at_every_step_leaves_the_old_or_the_new_model_active() {
     let v2 = signed_copy(&bundle, &root.join("v2"), &key, "kidney-seg-test", "2");
     let v2s = v2.display().to_string();
     let installed = store.join("packages/kidney-seg-test/2");
+    // An archive killed right after unpacking: nothing installed, the unpacked folder is a
+    // leftover the next command removes.
+    let archive = root.join("v2.tar");
+    tar_dir(&v2, &archive);
+    let archive_s = archive.display().to_string();
+    crash(
+        &store,
+        "install.unpacked=crash",
+        &["install", &archive_s],
+        &public,
+    );
+    assert!(!installed.exists());
+    assert_eq!(leftovers(&store).len(), 1, "{:?}", leftovers(&store));
+    let o = install(&store, &archive, &public, false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(leftovers(&store).is_empty(), "{:?}", leftovers(&store));
+    run_ok(
+        nephrod()
+            .args(["models", "remove", "kidney-seg-test@2", "--store"])
+            .arg(&store),
+    );
     // Install: every step before the rename leaves v2 absent; after it, v2 installed intact.
     for (point, present) in [
         ("install.copy=crash", false),

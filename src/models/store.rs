@@ -366,7 +366,9 @@ impl Store {
         // kill leaves a staging folder the next command removes).
         let unpacked = if crate::models::archive::is_archive(source) {
             let dir = fsio::temp_sibling(&self.root.join("unpack"));
-            Some(crate::models::archive::Unpacked::new(source, dir)?)
+            let unpacked = crate::models::archive::Unpacked::new(source, dir)?;
+            failpoint::hit("install.unpacked").map_err(io(&unpacked.package))?;
+            Some(unpacked)
         } else {
             None
         };
