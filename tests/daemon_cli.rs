@@ -655,6 +655,14 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
     let first = model_of(&spool.reports()[0]);
     assert_eq!(first.0, "kidney-seg-test@1");
     assert!(first.2);
+    // `serve --check` beside the running daemon names what serves.
+    let o = serve_check(&spool);
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("kidney-seg-test@1") && text.contains("signed by a trusted key"),
+        "{text}"
+    );
     let sha_v1 = model_store::active(&store)["active"]["segmentation"]["manifest_sha256"]
         .as_str()
         .unwrap()
@@ -724,6 +732,14 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
     );
     let status = stop(&mut daemon);
     assert!(status.success(), "{}", spool.log());
+    // The damaged v3 is what a restart would refuse; `serve --check` says so now.
+    let o = serve_check(&spool);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("kidney-seg-test@3") && err.contains("fold_0.safetensors"),
+        "{err}"
+    );
 
     // A plain (development) models folder is refused at start-up.
     let nowhere = bundle.parent().unwrap().join("nowhere");
@@ -739,9 +755,21 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
     assert_refuses_to_start(&Spool::new(&store, &[], ""), "models.trusted_keys is empty");
 }
 
-/// The daemon of `spool` exits unsuccessfully at start-up, logging `why`.
+/// The daemon of `spool` exits unsuccessfully at start-up, logging `why`; `serve --check`
+/// says the same.
 fn assert_refuses_to_start(spool: &Spool, why: &str) {
     let mut daemon = spool.start("");
     assert!(!wait_exit(&mut daemon, spool).success(), "{}", spool.log());
     assert!(spool.log().contains(why), "{}", spool.log());
+    let o = serve_check(spool);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(why), "{o:?}");
+}
+
+fn serve_check(spool: &Spool) -> std::process::Output {
+    nephrod()
+        .args(["serve", "--check", "--config"])
+        .arg(&spool.config)
+        .output()
+        .unwrap()
 }

@@ -116,6 +116,11 @@ pub enum Command {
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// Check the configuration, spool folders, model store, trusted keys and active
+        /// models as the daemon would before serving, print what would serve, and exit
+        /// (safe beside a running daemon).
+        #[arg(long)]
+        check: bool,
     },
     /// Generate synthetic multi-phase renal CT studies with ground truth (truth.json).
     Phantom {
@@ -581,7 +586,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             force,
         ),
-        Command::Serve { config } => crate::daemon::serve::run(&config),
+        Command::Serve { config, check } => {
+            if check {
+                crate::daemon::serve::check(&config)
+            } else {
+                crate::daemon::serve::run(&config)
+            }
+        }
         Command::Demo {
             out,
             seed,

@@ -34,6 +34,60 @@ const LOCK_FILE: &str = "nephrod.lock";
 pub const REASON_FILE: &str = "reason.txt";
 
 /// Loads the configuration and runs the daemon until SIGTERM / SIGINT.
+/// The trusted keys the daemon serves with, after checking that `models.dir` is a model store
+/// and that `models.trusted_keys` lists at least one readable key. Revoking a vendor key =
+/// removing it from the configuration: its packages stop serving at the next start (and are
+/// not switched to while running).
+fn serving_keys(cfg: &Config) -> anyhow::Result<Vec<crate::models::signing::PublicKey>> {
+    if !crate::models::store::Store::exists(&cfg.models.dir) {
+        anyhow::bail!(
+            "models.dir {} is not a model store: install signed models with \
+             `nephrod models install PACKAGE --activate` (README.md, Model store)",
+            cfg.models.dir.display()
+        );
+    }
+    if cfg.models.trusted_keys.is_empty() {
+        anyhow::bail!(
+            "models.trusted_keys is empty: list the public keys (KEY.pub) of the vendors whose \
+             signed models may serve (README.md, Model store)"
+        );
+    }
+    cfg.models
+        .trusted_keys
+        .iter()
+        .map(|p| {
+            crate::models::signing::PublicKey::read(p)
+                .with_context(|| format!("models.trusted_keys: {}", p.display()))
+        })
+        .collect()
+}
+
+/// `nephrod serve --check`: what the daemon checks before it reports READY — configuration,
+/// spool folders (created when missing), model store, trusted keys, the active models
+/// (hashes and signatures) — without taking the spool lock or touching the journal, so it
+/// may run beside a serving daemon. Prints what would serve.
+pub fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config_path)?;
+    cfg.prepare()?;
+    println!("configuration {}: OK", config_path.display());
+    let trusted = serving_keys(&cfg)?;
+    let ids: Vec<String> = trusted.iter().map(|k| k.id()).collect();
+    println!("trusted keys  {}", ids.join(", "));
+    let models = crate::pipeline::ModelSet::open_with_trust(&cfg.models.dir, Some(&trusted))
+        .context("models")?;
+    for m in models.entries() {
+        println!(
+            "{:<13} {}@{} (manifest SHA-256 {}): files intact, signed by a trusted key",
+            m.role, m.name, m.version, m.sha256
+        );
+    }
+    if let Some(why) = &models.classifier_missing {
+        println!("classifier    none: {why}");
+    }
+    println!("device        {}", cfg.models.device);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config_path)?;
     cfg.prepare()?;
@@ -445,31 +499,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
 
     // The worker: models and backend, verified before READY. Only installed (signed,
     // self-checked) models serve patients.
-    if !crate::models::store::Store::exists(&d.cfg.models.dir) {
-        anyhow::bail!(
-            "models.dir {} is not a model store: install signed models with \
-             `nephrod models install PACKAGE --activate` (README.md, Model store)",
-            d.cfg.models.dir.display()
-        );
-    }
-    // Revoking a vendor key = removing it from the configuration: its packages stop serving
-    // at the next start (and are not switched to while running).
-    if d.cfg.models.trusted_keys.is_empty() {
-        anyhow::bail!(
-            "models.trusted_keys is empty: list the public keys (KEY.pub) of the vendors whose \
-             signed models may serve (README.md, Model store)"
-        );
-    }
-    let trusted = d
-        .cfg
-        .models
-        .trusted_keys
-        .iter()
-        .map(|p| {
-            crate::models::signing::PublicKey::read(p)
-                .with_context(|| format!("models.trusted_keys: {}", p.display()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let trusted = serving_keys(&d.cfg)?;
     let (req_tx, req_rx) = std::sync::mpsc::channel::<JobRequest>();
     let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = AnalyzeOptions {
