@@ -547,3 +547,129 @@ fn shipped_demo_packages_verify_and_pass_their_self_check() {
         "{listing}"
     );
 }
+
+/// The cascade test models (tests/data/models/nnunet/cascade_*) with coarse spacings (fast on
+/// a phantom), imported: returns (3d_lowres bundle, 3d_cascade_fullres bundle).
+fn fast_cascade(root: &Path) -> (PathBuf, PathBuf) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/nnunet");
+    let import = |model: &str, config: &str| {
+        let copy = root.join(format!("nnunet-{model}"));
+        copy_dir(&data.join(model), &copy);
+        let plans = copy.join("plans.json");
+        let mut p: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&plans).unwrap()).unwrap();
+        p["configurations"]["3d_fullres"]["spacing"] = serde_json::json!([6.0, 6.0, 6.0]);
+        p["configurations"]["3d_lowres"]["spacing"] = serde_json::json!([9.0, 9.0, 9.0]);
+        std::fs::write(&plans, p.to_string()).unwrap();
+        let out = root.join(format!("bundle-{config}"));
+        run_ok(
+            nephrod()
+                .args(["models", "import-nnunet"])
+                .arg(&copy)
+                .args(["--config", config, "--out"])
+                .arg(&out),
+        );
+        out
+    };
+    (
+        import("cascade_lowres", "3d_lowres"),
+        import("cascade_fullres", "3d_cascade_fullres"),
+    )
+}
+
+#[test]
+fn a_cascade_is_signed_installed_and_analysed_as_one_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (low, full) = fast_cascade(root);
+    let (key, public) = keygen(root, "vendor");
+    // The first stage travels inside the cascade stage's package.
+    let unsigned = root.join("cascade-unsigned");
+    copy_dir(&full, &unsigned);
+    copy_dir(&low, &unsigned.join("previous_stage"));
+    let pkg = signed_copy(
+        &unsigned,
+        &root.join("cascade-pkg"),
+        &key,
+        "kidney-cascade-test",
+        "1",
+    );
+    let manifest = std::fs::read_to_string(pkg.join("manifest.toml")).unwrap();
+    assert!(
+        manifest.contains("path = \"previous_stage/manifest.json\""),
+        "{manifest}"
+    );
+    let o = verify(&pkg, &[&public]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("cascade after 3d_lowres"), "{text}");
+
+    // Without its first stage a cascade stage is not a model: signing refuses it.
+    let alone = root.join("alone");
+    copy_dir(&full, &alone);
+    let o = nephrod()
+        .args(["models", "sign"])
+        .arg(&alone)
+        .arg("--key")
+        .arg(&key)
+        .args(["--version", "1"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("needs its previous stage"),
+        "{}",
+        stderr(&o)
+    );
+    // A file slipped into previous_stage/ after signing is refused like any unlisted file.
+    let padded = root.join("padded");
+    copy_dir(&pkg, &padded);
+    std::fs::write(padded.join("previous_stage/extra.bin"), b"x").unwrap();
+    let o = verify(&padded, &[&public]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("previous_stage/extra.bin is not listed"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Installed (self-check on the phantom through both stages) and active.
+    let store = root.join("store");
+    let o = install(&store, &pkg, &public, true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("self-check passed"));
+    assert!(store
+        .join("packages/kidney-cascade-test/1/previous_stage/manifest.json")
+        .is_file());
+    assert!(list(&store).contains("intact"));
+
+    // `analyze` with the store runs the cascade and names it in the report.
+    let gen = root.join("gen");
+    run_ok(
+        nephrod()
+            .args(["phantom", "--out"])
+            .arg(&gen)
+            .args(["--cases", "1", "--seed", "5"]),
+    );
+    let out = root.join("report");
+    run_ok(
+        nephrod()
+            .arg("analyze")
+            .arg(gen.join("case_0000/dicom"))
+            .arg("--models")
+            .arg(&store)
+            .arg("--out")
+            .arg(&out)
+            .args(["--no-tta", "--no-grad-cam"]),
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let seg = report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "segmentation")
+        .unwrap();
+    assert_eq!(seg["name"], "kidney-cascade-test");
+    assert_eq!(seg["signed"], true);
+}

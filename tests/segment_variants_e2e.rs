@@ -5,7 +5,8 @@
 //!   and without mirroring;
 //! * `resenc_ct` — ResidualEncoderUNet;
 //! * `cascade` — 3d_lowres, then 3d_cascade_fullres fed nnU-Net's own lowres segmentation
-//!   (`--previous-seg`), then the whole chain (`--previous-stage`).
+//!   (`--previous-seg`), then the whole chain (`--previous-stage`, and packaged as one model
+//!   with the first stage in `previous_stage/`).
 //!
 //! `nephrod models import-nnunet` then `nephrod segment`; labels compared voxel by voxel with
 //! nnU-Net's. These models' weights are f16-representable (the oracle rounds them), so both run
@@ -51,6 +52,17 @@ fn import(tmp: &Path, model: &str, config: &str) -> PathBuf {
         p(&bundle),
     ]);
     bundle
+}
+
+/// Copies the regular files of `from` into a new folder `to` (bundles are flat).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 /// How a differing voxel is judged.
@@ -181,6 +193,18 @@ fn cascade_lowres_then_fullres() {
     assert!(
         agreement > 0.9999 && margin < 0.005,
         "chain: agreement {agreement}"
+    );
+    // The cascade packaged as one model (first stage in previous_stage/, as the model store
+    // installs it): `segment --model PKG` alone runs the whole chain.
+    let pkg = tmp.path().join("cascade-package");
+    copy_tree(&full, &pkg);
+    copy_tree(&low, &pkg.join("previous_stage"));
+    let out = tmp.path().join("packaged.nii.gz");
+    segment(&ct, &pkg, &out, &[]);
+    let (agreement, margin) = compare(&out, &dir, "cascade", Heads::Softmax);
+    assert!(
+        agreement > 0.9999 && margin < 0.005,
+        "packaged: agreement {agreement}"
     );
     // A cascade stage without its previous stage is a clear error, not a guess.
     let o = Command::new(env!("CARGO_BIN_EXE_nephrod"))

@@ -235,7 +235,8 @@ pub enum Command {
         #[arg(long)]
         kits_postprocess: bool,
         /// For a cascade stage (3d_cascade_fullres): the previous stage's bundle (3d_lowres),
-        /// run first on the same image.
+        /// run first on the same image. Default: the model's own previous_stage/ folder (a
+        /// cascade packaged as one model), if it has one.
         #[arg(long, conflicts_with = "previous_seg")]
         previous_stage: Option<PathBuf>,
         /// For a cascade stage: the previous stage's label map (NIfTI on the image's grid)

@@ -15,6 +15,7 @@ use super::segment_input;
 use crate::engine::select_backend;
 use crate::models::bundle::Bundle;
 use crate::segment::instances::lesion_instances;
+use crate::segment::model::PREVIOUS_STAGE_DIR;
 use crate::segment::pipeline::{
     segment_cascade, segment_volume_with_previous, Progress, SegmentOptions,
 };
@@ -59,7 +60,13 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
         if a.no_tta { "off" } else { "on" },
         backend.name()
     );
-    let previous_bundle = match a.previous_stage {
+    // A cascade packaged as one model carries its first stage in previous_stage/.
+    let packaged = a.model.join(PREVIOUS_STAGE_DIR);
+    let previous_stage = match a.previous_stage {
+        None if a.previous_seg.is_none() && packaged.is_dir() => Some(packaged.as_path()),
+        other => other,
+    };
+    let previous_bundle = match previous_stage {
         Some(p) => Some(
             Bundle::open(p)
                 .with_context(|| format!("opening previous-stage bundle {}", p.display()))?,

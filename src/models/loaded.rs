@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::bundle::ClassifierBundle;
-use crate::models::bundle::Bundle;
+use crate::segment::model::SegmentationModel;
 use crate::segment::plan::{NetworkClass, OutputHeads};
 
 /// What a model is for; one active model per role.
@@ -31,7 +31,7 @@ impl Role {
 
 /// An opened model.
 pub enum LoadedModel {
-    Segmentation(Box<Bundle>),
+    Segmentation(Box<SegmentationModel>),
     Classification(Box<ClassifierBundle>),
 }
 
@@ -62,7 +62,7 @@ impl LoadedModel {
         let head: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| LoadError(format!("{}: not JSON: {e}", path.display())))?;
         match head["schema"].as_str() {
-            Some(crate::models::bundle::SCHEMA) => Bundle::open(dir)
+            Some(crate::models::bundle::SCHEMA) => SegmentationModel::open(dir)
                 .map(|b| LoadedModel::Segmentation(Box::new(b)))
                 .map_err(|e| LoadError(e.to_string())),
             Some(crate::classify::bundle::SCHEMA) => ClassifierBundle::open(dir)
@@ -84,8 +84,8 @@ impl LoadedModel {
 
     pub fn describe(&self, dir: &Path) -> ModelDescription {
         match self {
-            LoadedModel::Segmentation(b) => {
-                let m = &b.manifest;
+            LoadedModel::Segmentation(model) => {
+                let m = &model.bundle.manifest;
                 let p = &m.plan;
                 let a = &p.architecture;
                 let class = match a.class {
@@ -97,10 +97,21 @@ impl LoadedModel {
                     OutputHeads::Regions { names, .. } => names.clone(),
                 };
                 let own = read_training_what(&dir.join("training.json"));
+                let cascade = model.previous.as_ref().map_or(String::new(), |first| {
+                    let f = &first.manifest.plan;
+                    format!(
+                        "; cascade after {} ({} stages {:?}, spacing {:?} mm, folds {})",
+                        f.configuration,
+                        f.architecture.features_per_stage.len(),
+                        f.architecture.features_per_stage,
+                        f.preprocessing.spacing_mm,
+                        f.folds.join(",")
+                    )
+                });
                 ModelDescription {
                     role: Role::Segmentation,
                     architecture: format!(
-                        "nnU-Net v2 {class} ({} {}), {} stages {:?}, {} -> {} channels, folds {}",
+                        "nnU-Net v2 {class} ({} {}), {} stages {:?}, {} -> {} channels, folds {}{cascade}",
                         p.dataset_name,
                         p.configuration,
                         a.features_per_stage.len(),
@@ -109,7 +120,7 @@ impl LoadedModel {
                         a.output_channels,
                         p.folds.join(",")
                     ),
-                    parameters: m.parameters,
+                    parameters: model.parameters(),
                     preprocessing: format!(
                         "spacing {:?} mm (nnU-Net order), normalization {:?}, patch {:?}, mirroring axes {:?}",
                         p.preprocessing.spacing_mm,

@@ -2,13 +2,15 @@
 //! which names the model and lists the SHA-256 of every file, and `manifest.toml.sig`, an
 //! Ed25519 signature over the manifest's exact bytes ([`crate::models::signing`]).
 //!
-//! # Layout (flat: regular files only, no sub-folders, no links)
+//! # Layout (regular files only, no links; flat except a cascade's `previous_stage/`)
 //! * `manifest.toml` — schema [`SCHEMA`] v[`SCHEMA_VERSION`]: name, version, role,
 //!   architecture, preprocessing, labels, training-data summary and `[[files]]` (path, bytes,
 //!   sha256) for every other file except the signature;
 //! * `manifest.toml.sig`;
 //! * the model's own files (`manifest.json`, weights, model card…) and `self_check.json`
-//!   (the vendor's self-check record, [`crate::models::self_check`]).
+//!   (the vendor's self-check record, [`crate::models::self_check`]);
+//! * for a cascade ([`crate::segment::model`]) the first stage's bundle as flat files in
+//!   `previous_stage/`, listed as `previous_stage/NAME` — the only sub-folder a package has.
 //!
 //! # Verification order ([`verify_package`])
 //! Signature first (by a trusted key, over the bytes as read), then the manifest's content,
@@ -25,6 +27,7 @@ use crate::engine::Backend;
 use crate::models::loaded::{LoadedModel, Role};
 use crate::models::self_check::{self, SelfCheckRecord, SELF_CHECK_FILE};
 use crate::models::signing::{hex, PublicKey, SecretKey, SignatureFile};
+use crate::segment::model::PREVIOUS_STAGE_DIR;
 
 pub const MANIFEST_TOML: &str = "manifest.toml";
 pub const SIGNATURE_FILE: &str = "manifest.toml.sig";
@@ -188,23 +191,40 @@ pub fn file_digest(path: &Path) -> Result<(String, u64), PackageError> {
 /// anything that is not a regular file.
 fn content_files(dir: &Path) -> Result<Vec<String>, PackageError> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let entry = entry.map_err(io(dir))?;
+    list_plain_files(dir, None, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Appends the regular files of `dir` (or of its `sub`-folder) to `out` as package paths;
+/// only the top level may hold the one sub-folder [`PREVIOUS_STAGE_DIR`].
+fn list_plain_files(
+    dir: &Path,
+    sub: Option<&str>,
+    out: &mut Vec<String>,
+) -> Result<(), PackageError> {
+    let here = sub.map_or_else(|| dir.to_path_buf(), |s| dir.join(s));
+    for entry in std::fs::read_dir(&here).map_err(io(&here))? {
+        let entry = entry.map_err(io(&here))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == MANIFEST_TOML || name == SIGNATURE_FILE {
+        let path = sub.map_or_else(|| name.clone(), |s| format!("{s}/{name}"));
+        if sub.is_none() && (name == MANIFEST_TOML || name == SIGNATURE_FILE) {
             continue;
         }
         let kind = entry.file_type().map_err(io(&entry.path()))?;
+        if sub.is_none() && kind.is_dir() && name == PREVIOUS_STAGE_DIR {
+            list_plain_files(dir, Some(PREVIOUS_STAGE_DIR), out)?;
+            continue;
+        }
         if !kind.is_file() || entry.file_name().to_str().is_none() {
             return Err(PackageError::NotPlain {
                 dir: dir.to_path_buf(),
-                file: name,
+                file: path,
             });
         }
-        out.push(name);
+        out.push(path);
     }
-    out.sort();
-    Ok(out)
+    Ok(())
 }
 
 /// Checks every file of `dir` against `manifest` (see the module doc); the signature is not
@@ -255,8 +275,13 @@ pub fn check_files(dir: &Path, manifest: &PackageManifest) -> Result<(), Package
     Ok(())
 }
 
+/// A package path: a plain file name, or one inside [`PREVIOUS_STAGE_DIR`].
 fn valid_file_name(s: &str) -> bool {
-    valid_token(s) && s != MANIFEST_TOML && s != SIGNATURE_FILE
+    match s.split_once('/') {
+        Some((PREVIOUS_STAGE_DIR, name)) => valid_token(name),
+        Some(_) => false,
+        None => valid_token(s) && s != MANIFEST_TOML && s != SIGNATURE_FILE,
+    }
 }
 
 /// Reads `manifest.toml`'s bytes (bounded).

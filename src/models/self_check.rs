@@ -31,7 +31,7 @@ use crate::phantom::acquisition::{AcquisitionOptions, StudySize};
 use crate::phantom::anatomy::AnatomyOptions;
 use crate::phantom::{generate_case, CaseOptions};
 use crate::register::resample_image;
-use crate::segment::pipeline::{segment_volume, SegmentOptions};
+use crate::segment::pipeline::SegmentOptions;
 use crate::volume::Volume;
 
 /// The self-check record's file name inside a package.
@@ -124,18 +124,18 @@ pub fn run(model: &LoadedModel, backend: &dyn Backend) -> Result<SelfCheckRecord
         lesions: Vec::new(),
     };
     match model {
-        LoadedModel::Segmentation(bundle) => {
-            let labels = segment_volume(
-                &case.phases[reference].hu,
-                bundle,
-                backend,
-                SegmentOptions {
-                    mirroring: false,
-                    nnunet_postprocessing: false,
-                },
-                &mut |_| {},
-            )
-            .map_err(run_err)?;
+        LoadedModel::Segmentation(model) => {
+            let labels = model
+                .segment(
+                    &case.phases[reference].hu,
+                    backend,
+                    SegmentOptions {
+                        mirroring: false,
+                        nnunet_postprocessing: false,
+                    },
+                    &mut |_| {},
+                )
+                .map_err(run_err)?;
             record.dims = Some(labels.dims());
             record.label_runs = run_lengths(labels.data());
         }

@@ -414,6 +414,9 @@ impl Store {
             .chain([MANIFEST_TOML, SIGNATURE_FILE]);
         for name in names {
             let to = staging.join(name);
+            if let Some(parent) = to.parent().filter(|p| *p != staging) {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
             std::fs::copy(pkg.dir.join(name), &to).map_err(io(&to))?;
             // Installed files are read-only, whatever modes the medium carried.
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o444))

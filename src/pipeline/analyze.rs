@@ -32,7 +32,7 @@ use crate::report::schema::{
     SegmentationSettings, Subtype, SCHEMA,
 };
 use crate::segment::instances::{lesion_instances, LesionKind, Pole, Side};
-use crate::segment::pipeline::{segment_volume, SegmentError, SegmentOptions};
+use crate::segment::pipeline::{SegmentError, SegmentOptions};
 use crate::segment::postprocess::postprocess_kits;
 use crate::volume::Volume;
 
@@ -211,26 +211,27 @@ pub fn analyze_ingested(
             (Selection::Used, Some(ct)) => {
                 let stage = format!("segmentation_{}", se.phase.as_str());
                 let t0 = Instant::now();
-                let mut labels = segment_volume(
-                    &ct,
-                    &models.segmentation,
-                    backend,
-                    SegmentOptions {
-                        mirroring: opts.mirroring,
-                        nnunet_postprocessing: opts.nnunet_postprocessing,
-                    },
-                    &mut |p| {
-                        progress(Progress {
-                            stage: &stage,
-                            done: p.done,
-                            total: p.total,
-                        })
-                    },
-                )
-                .map_err(|source| AnalyzeError::Segmentation {
-                    phase: se.phase.as_str(),
-                    source,
-                })?;
+                let mut labels = models
+                    .segmentation
+                    .segment(
+                        &ct,
+                        backend,
+                        SegmentOptions {
+                            mirroring: opts.mirroring,
+                            nnunet_postprocessing: opts.nnunet_postprocessing,
+                        },
+                        &mut |p| {
+                            progress(Progress {
+                                stage: &stage,
+                                done: p.done,
+                                total: p.total,
+                            })
+                        },
+                    )
+                    .map_err(|source| AnalyzeError::Segmentation {
+                        phase: se.phase.as_str(),
+                        source,
+                    })?;
                 if opts.kits_postprocessing {
                     let [ni, nj, nk] = labels.dims();
                     let pp = postprocess_kits(labels.data_mut(), [nk, nj, ni]);

@@ -20,12 +20,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::classify::bundle::{ClassifierBundle, ClassifierBundleError};
-use crate::models::bundle::{Bundle, BundleError};
 use crate::models::loaded::Role;
 use crate::models::package::verify_package;
 use crate::models::signing::PublicKey;
 use crate::models::store::{Store, StoreError};
 use crate::report::schema::ModelEntry;
+use crate::segment::model::{SegmentationModel, SegmentationModelError};
 
 /// Segmentation bundle folder name inside a models folder.
 pub const SEG_BUNDLE: &str = "kidney-seg-demo";
@@ -36,12 +36,8 @@ const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelsError {
-    #[error("segmentation model {path}: {source}")]
-    Segmentation {
-        path: PathBuf,
-        #[source]
-        source: Box<BundleError>,
-    },
+    #[error("segmentation model: {0}")]
+    Segmentation(#[source] Box<SegmentationModelError>),
     #[error("classifier model {path}: {source}")]
     Classifier {
         path: PathBuf,
@@ -60,7 +56,7 @@ pub enum ModelsError {
 
 /// Opened models.
 pub struct ModelSet {
-    pub segmentation: Bundle,
+    pub segmentation: SegmentationModel,
     pub segmentation_entry: ModelEntry,
     /// `None` when the folder has no classifier bundle; lesions are then reported without a
     /// subtype.
@@ -182,10 +178,8 @@ impl ModelSet {
                 root.display()
             ))
         })?;
-        let segmentation = Bundle::open(&seg_dir).map_err(|source| ModelsError::Segmentation {
-            path: seg_dir.clone(),
-            source: Box::new(source),
-        })?;
+        let segmentation = SegmentationModel::open(&seg_dir)
+            .map_err(|e| ModelsError::Segmentation(Box::new(e)))?;
         let (classifier, classifier_missing) = match package(Role::Classification)? {
             Some((dir, entry)) => {
                 let b = ClassifierBundle::open(&dir).map_err(|source| ModelsError::Classifier {
@@ -213,12 +207,13 @@ impl ModelSet {
 
     fn open_folder(models_dir: &Path) -> Result<Self, ModelsError> {
         let seg_dir = models_dir.join(SEG_BUNDLE);
-        let segmentation = Bundle::open(&seg_dir).map_err(|source| ModelsError::Segmentation {
-            path: seg_dir.clone(),
-            source: Box::new(source),
-        })?;
-        let segmentation_entry =
-            folder_entry(&seg_dir, "segmentation", &segmentation.manifest.imported_at)?;
+        let segmentation = SegmentationModel::open(&seg_dir)
+            .map_err(|e| ModelsError::Segmentation(Box::new(e)))?;
+        let segmentation_entry = folder_entry(
+            &seg_dir,
+            "segmentation",
+            &segmentation.bundle.manifest.imported_at,
+        )?;
         let cls_dir = models_dir.join(CLS_BUNDLE);
         let (classifier, classifier_missing) = if cls_dir.join(MANIFEST).exists() {
             let b = ClassifierBundle::open(&cls_dir).map_err(|source| ModelsError::Classifier {

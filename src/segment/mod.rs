@@ -9,10 +9,12 @@
 //! * [`sliding_window`] — tiles, Gaussian, mirroring TTA, fp16 aggregation, folds (§4).
 //! * [`instances`] — per-lesion side, pole, volume, axial diameter and centre.
 //! * [`pipeline`] — a CT volume and a model bundle → a label map on the same grid.
+//! * [`model`] — the segmentation model the appliance runs: one bundle or a cascade pair.
 //! * [`postprocess`] — seed 004's connected-component rules (method.md C.5).
 //! * [`nnunet_postprocess`] — nnU-Net's own keep-largest-component rules (§7).
 
 pub mod instances;
+pub mod model;
 pub mod nnunet_postprocess;
 pub mod pipeline;
 pub mod plan;
