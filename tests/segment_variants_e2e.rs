@@ -8,6 +8,11 @@
 //!   (`--previous-seg`), then the whole chain (`--previous-stage`, and packaged as one model
 //!   with the first stage in `previous_stage/`).
 //!
+//! `--save-probabilities` maps (region sigmoids; the cascade's final softmax) are compared
+//! value by value with nnU-Net's `--save_probabilities` output: max |diff| < 2e-3, mean
+//! < 1e-5 (measured 4.4e-4 / 1.2e-7 and 2.9e-4 / 7.1e-8: these weights are f16-exact, the
+//! difference is nephrod's f16 logits).
+//!
 //! `nephrod models import-nnunet` then `nephrod segment`; labels compared voxel by voxel with
 //! nnU-Net's. These models' weights are f16-representable (the oracle rounds them), so both run
 //! the same numbers and only summation order differs: agreement must exceed 99.99 % and a label
@@ -129,6 +134,38 @@ fn compare(got: &Path, dir: &Path, run: &str, heads: Heads) -> (f64, f32) {
     (agreement, worst)
 }
 
+/// Compares the maps `--save-probabilities` wrote into `probs` (one per channel) with
+/// nnU-Net's `prob_<run>.safetensors`; returns (max, mean) absolute difference.
+fn compare_probabilities(probs: &Path, dir: &Path, run: &str) -> (f32, f64) {
+    let golden = WeightFile::open(&dir.join(format!("prob_{run}.safetensors"))).unwrap();
+    let (ps, want) = golden.tensor_f32("probabilities").unwrap();
+    let n: usize = ps[1..].iter().product();
+    let (mut worst, mut sum) = (0f32, 0f64);
+    for c in 0..ps[0] {
+        let prefix = format!("probabilities_{c}_");
+        let file = std::fs::read_dir(probs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|f| {
+                f.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+            .unwrap_or_else(|| panic!("{run}: no {prefix}*"));
+        let got = nifti::read(&file).unwrap().volume;
+        assert_eq!(got.len(), n, "{run}: channel {c} grid");
+        for (i, v) in got.data().iter().enumerate() {
+            let d = (v - want[c * n + i]).abs();
+            worst = worst.max(d);
+            sum += f64::from(d);
+        }
+    }
+    let mean = sum / (n * ps[0]) as f64;
+    println!("{run}: probabilities vs nnU-Net max |diff| {worst:.2e}, mean {mean:.2e}");
+    (worst, mean)
+}
+
 fn segment(ct: &Path, bundle: &Path, out: &Path, extra: &[&str]) {
     let mut args = vec!["segment", p(ct), "--model", p(bundle), "--out", p(out)];
     args.extend_from_slice(extra);
@@ -150,6 +187,17 @@ fn region_model_with_reorientation_and_separate_z() {
             "{run}: a label differs away from a decision boundary"
         );
     }
+    // Region sigmoids, through the reorientation, as nnU-Net's --save_probabilities.
+    let probs = tmp.path().join("probabilities");
+    let out = tmp.path().join("with-probabilities.nii.gz");
+    segment(
+        &dir.join("ct.nii.gz"),
+        &bundle,
+        &out,
+        &["--no-tta", "--save-probabilities", p(&probs)],
+    );
+    let (worst, mean) = compare_probabilities(&probs, &dir, "notta");
+    assert!(worst < 2e-3 && mean < 1e-5, "region probabilities");
 }
 
 #[test]
@@ -200,12 +248,16 @@ fn cascade_lowres_then_fullres() {
     copy_tree(&full, &pkg);
     copy_tree(&low, &pkg.join("previous_stage"));
     let out = tmp.path().join("packaged.nii.gz");
-    segment(&ct, &pkg, &out, &[]);
+    let probs = tmp.path().join("packaged-probabilities");
+    segment(&ct, &pkg, &out, &["--save-probabilities", p(&probs)]);
     let (agreement, margin) = compare(&out, &dir, "cascade", Heads::Softmax);
     assert!(
         agreement > 0.9999 && margin < 0.005,
         "packaged: agreement {agreement}"
     );
+    // The final stage's probabilities, as nnU-Net's --save_probabilities.
+    let (worst, mean) = compare_probabilities(&probs, &dir, "cascade");
+    assert!(worst < 2e-3 && mean < 1e-5, "cascade probabilities");
     // A cascade stage without its previous stage is a clear error, not a guess.
     let o = Command::new(env!("CARGO_BIN_EXE_nephrod"))
         .args(["segment", p(&ct), "--model", p(&full), "--out"])

@@ -247,6 +247,10 @@ pub enum Command {
         /// import), i.e. write what `nnUNetv2_predict` alone writes.
         #[arg(long)]
         no_nnunet_postprocessing: bool,
+        /// Also write the class probabilities (nnU-Net's --save_probabilities) into this
+        /// folder: probabilities_<channel>_<name>.nii.gz, float32, before post-processing.
+        #[arg(long, value_name = "DIR")]
+        save_probabilities: Option<PathBuf>,
     },
     /// Affine registration of a moving phase to a reference phase on their kidney/tumour label
     /// maps (seed 001): writes transform.json, aligned_labels.nii.gz and aligned_image.nii.gz
@@ -619,6 +623,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             previous_stage,
             previous_seg,
             no_nnunet_postprocessing,
+            save_probabilities,
         } => segment::run(&segment::SegmentArgs {
             input: &input,
             model: &model,
@@ -631,6 +636,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             previous_stage: previous_stage.as_deref(),
             previous_seg: previous_seg.as_deref(),
             nnunet_postprocessing: !no_nnunet_postprocessing,
+            save_probabilities: save_probabilities.as_deref(),
         }),
         Command::Models {
             what:

@@ -17,7 +17,8 @@ use crate::models::bundle::Bundle;
 use crate::segment::instances::lesion_instances;
 use crate::segment::model::PREVIOUS_STAGE_DIR;
 use crate::segment::pipeline::{
-    segment_cascade, segment_volume_with_previous, Progress, SegmentOptions,
+    cascade_first_stage, segment_volume_with_previous, segment_volume_with_probabilities, Progress,
+    SegmentOptions,
 };
 use crate::segment::postprocess::postprocess_kits;
 use crate::volume::nifti;
@@ -41,6 +42,44 @@ pub struct SegmentArgs<'a> {
     pub previous_stage: Option<&'a Path>,
     pub previous_seg: Option<&'a Path>,
     pub nnunet_postprocessing: bool,
+    /// Folder for one float32 NIfTI of class probabilities per output channel.
+    pub save_probabilities: Option<&'a Path>,
+}
+
+/// Writes `DIR/probabilities_<channel>.nii.gz` per output channel (label or region names in
+/// the model's channel order), float32 on the image's grid.
+fn write_probabilities(
+    dir: &Path,
+    volumes: &[crate::volume::Volume<f32>],
+    outputs: &crate::segment::plan::OutputHeads,
+) -> anyhow::Result<()> {
+    use crate::segment::plan::OutputHeads;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let names = match outputs {
+        OutputHeads::Labels { names } | OutputHeads::Regions { names, .. } => names,
+    };
+    for (c, v) in volumes.iter().enumerate() {
+        let name: String = names
+            .get(c)
+            .map_or_else(|| format!("channel{c}"), |n| n.clone())
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || ch == '-' {
+                    ch
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("probabilities_{c}_{name}.nii.gz"));
+        nifti::write(&path, v).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "wrote {} probability map(s) (before post-processing) to {}",
+        volumes.len(),
+        dir.display()
+    );
+    Ok(())
 }
 
 pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
@@ -117,26 +156,40 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
             sets.join(", then ")
         );
     }
-    let mut labels = match previous_bundle {
-        Some(low) => {
-            segment_cascade(
-                &input.volume,
-                &low,
-                &bundle,
-                backend.as_ref(),
-                options,
-                &mut bar,
-            )?
-            .1
-        }
-        None => segment_volume_with_previous(
-            Cow::Owned(input.volume),
-            previous_seg.as_ref(),
+    // The previous stage's labels: given, or run now (stage 1 of the cascade).
+    let previous = match (&previous_bundle, previous_seg) {
+        (Some(low), _) => Some(cascade_first_stage(
+            &input.volume,
+            low,
             &bundle,
             backend.as_ref(),
             options,
             &mut bar,
-        )?,
+        )?),
+        (None, seg) => seg,
+    };
+    let stage = u8::from(previous_bundle.is_some()) * 2;
+    let mut last_stage = |p: Progress| bar(Progress { stage, ..p });
+    let (mut labels, probabilities) = if a.save_probabilities.is_some() {
+        let (l, p) = segment_volume_with_probabilities(
+            Cow::Owned(input.volume),
+            previous.as_ref(),
+            &bundle,
+            backend.as_ref(),
+            options,
+            &mut last_stage,
+        )?;
+        (l, Some(p))
+    } else {
+        let l = segment_volume_with_previous(
+            Cow::Owned(input.volume),
+            previous.as_ref(),
+            &bundle,
+            backend.as_ref(),
+            options,
+            &mut last_stage,
+        )?;
+        (l, None)
     };
     eprintln!();
     if a.kits_postprocess {
@@ -167,6 +220,9 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     nifti::write(a.out, &labels).with_context(|| format!("writing {}", a.out.display()))?;
+    if let (Some(dir), Some(volumes)) = (a.save_probabilities, &probabilities) {
+        write_probabilities(dir, volumes, &bundle.manifest.plan.outputs)?;
+    }
     let mut counts = [0usize; 256];
     for v in labels.data() {
         counts[*v as usize] += 1;

@@ -407,6 +407,17 @@ pub fn uncrop_and_untranspose(
     properties: &CropProperties,
     plan: &InferencePlan,
 ) -> Result<(Vec<u16>, [usize; 3]), PreprocessError> {
+    uncrop_and_untranspose_with(labels, 0, properties, plan)
+}
+
+/// [`uncrop_and_untranspose`] for any voxel type, with `fill` outside the crop box (nnU-Net
+/// un-crops a probability map with background 1 and the other classes 0).
+pub fn uncrop_and_untranspose_with<T: Copy>(
+    labels: &[T],
+    fill: T,
+    properties: &CropProperties,
+    plan: &InferencePlan,
+) -> Result<(Vec<T>, [usize; 3]), PreprocessError> {
     let cs = properties.shape_after_cropping;
     if labels.len() != cs.iter().product::<usize>() {
         return Err(PreprocessError::Length {
@@ -417,7 +428,7 @@ pub fn uncrop_and_untranspose(
     check_perm(plan.transpose_backward)?;
     let full_shape = properties.shape_before_cropping;
     let b = properties.bbox;
-    let mut full = vec![0u16; full_shape.iter().product()];
+    let mut full = vec![fill; full_shape.iter().product()];
     let mut k = 0;
     for a in b[0][0]..b[0][1] {
         for bb in b[1][0]..b[1][1] {
