@@ -691,7 +691,11 @@ fn a_newly_activated_model_serves_the_next_study_without_a_restart() {
         .to_string();
     assert_eq!(second.1, sha_v2);
     assert_ne!(sha_v1, sha_v2);
-    assert!(spool.log().contains("model activated"), "{}", spool.log());
+    // The main loop logs the switch when it reads the worker's message, which may come after
+    // the worker has already published the report.
+    spool.wait_for("the switch to be logged", Duration::from_secs(30), |s| {
+        s.log().contains("model activated")
+    });
 
     // v3 activated, then damaged on disk before the next study: the daemon refuses to switch
     // and v2 keeps serving, named as such in the report.
