@@ -31,14 +31,9 @@ fn nephrod(args: &[&str]) {
     );
 }
 
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-#[test]
-fn segment_matches_nnunet_predictor_with_and_without_tta() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bundle = tmp.path().join("bundle");
+/// `models import-nnunet` of the plain test model (3d_fullres) into `dir/bundle`.
+fn import_plain(dir: &Path) -> PathBuf {
+    let bundle = dir.join("bundle");
     let model = data().join("models/nnunet/plain");
     nephrod(&[
         "models",
@@ -49,6 +44,17 @@ fn segment_matches_nnunet_predictor_with_and_without_tta() {
         "--out",
         p(&bundle),
     ]);
+    bundle
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn segment_matches_nnunet_predictor_with_and_without_tta() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = import_plain(tmp.path());
     let ct = data().join("segment/e2e/ct.nii.gz");
     for (name, flags) in [("tta", vec![]), ("notta", vec!["--no-tta"])] {
         let out = tmp.path().join(format!("seg_{name}.nii.gz"));
@@ -130,17 +136,7 @@ fn segment_matches_nnunet_predictor_with_and_without_tta() {
 #[test]
 fn saved_probabilities_match_nnunet_save_probabilities() {
     let tmp = tempfile::tempdir().unwrap();
-    let bundle = tmp.path().join("bundle");
-    let model = data().join("models/nnunet/plain");
-    nephrod(&[
-        "models",
-        "import-nnunet",
-        p(&model),
-        "--config",
-        "3d_fullres",
-        "--out",
-        p(&bundle),
-    ]);
+    let bundle = import_plain(tmp.path());
     let ct = data().join("segment/e2e/ct.nii.gz");
     let out = tmp.path().join("seg.nii.gz");
     let probs_dir = tmp.path().join("probs");

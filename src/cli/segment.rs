@@ -16,10 +16,7 @@ use crate::engine::select_backend;
 use crate::models::bundle::Bundle;
 use crate::segment::instances::lesion_instances;
 use crate::segment::model::PREVIOUS_STAGE_DIR;
-use crate::segment::pipeline::{
-    cascade_first_stage, segment_volume_with_previous, segment_volume_with_probabilities, Progress,
-    SegmentOptions,
-};
+use crate::segment::pipeline::{cascade_first_stage, segment_stage, Progress, SegmentOptions};
 use crate::segment::postprocess::postprocess_kits;
 use crate::volume::nifti;
 
@@ -170,27 +167,15 @@ pub fn run(a: &SegmentArgs) -> anyhow::Result<ExitCode> {
     };
     let stage = u8::from(previous_bundle.is_some()) * 2;
     let mut last_stage = |p: Progress| bar(Progress { stage, ..p });
-    let (mut labels, probabilities) = if a.save_probabilities.is_some() {
-        let (l, p) = segment_volume_with_probabilities(
-            Cow::Owned(input.volume),
-            previous.as_ref(),
-            &bundle,
-            backend.as_ref(),
-            options,
-            &mut last_stage,
-        )?;
-        (l, Some(p))
-    } else {
-        let l = segment_volume_with_previous(
-            Cow::Owned(input.volume),
-            previous.as_ref(),
-            &bundle,
-            backend.as_ref(),
-            options,
-            &mut last_stage,
-        )?;
-        (l, None)
-    };
+    let (mut labels, probabilities) = segment_stage(
+        Cow::Owned(input.volume),
+        previous.as_ref(),
+        &bundle,
+        backend.as_ref(),
+        options,
+        a.save_probabilities.is_some(),
+        &mut last_stage,
+    )?;
     eprintln!();
     if a.kits_postprocess {
         let dims = labels.dims();

@@ -340,15 +340,19 @@ mod tests {
         assert!(!is_in_progress("IM0001.dcm"));
     }
 
+    fn quiet_5s_unreadable_20s() -> StudyConfig {
+        StudyConfig {
+            quiet_secs: 5.0,
+            unreadable_after_secs: 20.0,
+            ..StudyConfig::default()
+        }
+    }
+
     #[test]
     fn unreadable_files_block_then_go_to_quarantine() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not DICOM").unwrap();
-        let cfg = StudyConfig {
-            quiet_secs: 5.0,
-            unreadable_after_secs: 20.0,
-            ..StudyConfig::default()
-        };
+        let cfg = quiet_5s_unreadable_20s();
         let mut d = DropFolder::new(dir.path());
         let t0 = Instant::now();
         d.rescan(t0);
@@ -371,11 +375,7 @@ mod tests {
         std::fs::create_dir(dir.path().join(odd_dir)).unwrap();
         std::fs::write(dir.path().join("sender").join(odd), "x").unwrap();
         std::fs::write(dir.path().join(odd_dir).join("IM2.dcm"), "y").unwrap();
-        let cfg = StudyConfig {
-            quiet_secs: 5.0,
-            unreadable_after_secs: 20.0,
-            ..StudyConfig::default()
-        };
+        let cfg = quiet_5s_unreadable_20s();
         let mut d = DropFolder::new(dir.path());
         let t0 = Instant::now();
         assert_eq!(d.rescan(t0), 2);

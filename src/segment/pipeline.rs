@@ -6,7 +6,7 @@
 //! → back to the volume's voxel order.
 //!
 //! The output `Volume<u8>` has exactly the input's dims and geometry, and so do the class
-//! probability maps of [`segment_volume_with_probabilities`] (nnU-Net's
+//! probability maps of [`segment_stage`] (nnU-Net's
 //! `--save_probabilities`).
 //!
 //! Memory (measured for a 600×512×512 CT, 4 heads: 2.9 GB peak RSS with a borrowed volume):
@@ -187,23 +187,6 @@ pub fn segment_volume_with_previous(
     segment_stage(volume, previous, bundle, backend, options, false, progress).map(|(l, _)| l)
 }
 
-/// [`segment_volume_with_previous`] that also returns the class probabilities nnU-Net's
-/// `--save_probabilities` writes: one volume per output channel (softmax over labels, or each
-/// region's sigmoid), on the input's grid, from the fold-averaged logits resampled to the
-/// cropped shape; outside nnU-Net's crop box background is 1 and every other label 0 (regions:
-/// 0). They precede nnU-Net's post-processing, as nnU-Net's do.
-pub fn segment_volume_with_probabilities(
-    volume: Cow<'_, Volume<f32>>,
-    previous: Option<&Volume<u8>>,
-    bundle: &Bundle,
-    backend: &dyn Backend,
-    options: SegmentOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(Volume<u8>, ProbabilityMaps), SegmentError> {
-    segment_stage(volume, previous, bundle, backend, options, true, progress)
-        .map(|(l, p)| (l, p.unwrap_or_default()))
-}
-
 /// One probability volume per output channel.
 pub type ProbabilityMaps = Vec<Volume<f32>>;
 
@@ -236,7 +219,13 @@ fn probabilities(logits: &TensorF16, heads: &OutputHeads) -> Vec<Vec<f32>> {
     p
 }
 
-fn segment_stage(
+/// [`segment_volume_with_previous`] that, with `want_probabilities`, also returns the class
+/// probabilities nnU-Net's `--save_probabilities` writes: one volume per output channel
+/// (softmax over labels, or each region's sigmoid), on the input's grid, from the
+/// fold-averaged logits resampled to the cropped shape; outside nnU-Net's crop box background
+/// is 1 and every other label 0 (regions: 0). They precede nnU-Net's post-processing, as
+/// nnU-Net's do.
+pub fn segment_stage(
     volume: Cow<'_, Volume<f32>>,
     previous: Option<&Volume<u8>>,
     bundle: &Bundle,
